@@ -1,0 +1,71 @@
+"""Writing a run's results: results.json (everything), points.csv, builds.csv, results.md.
+
+results.json = {"meta": {...}, "load": {...}, "builds": [...], "points": [...],
+                "skipped": [...]}; the CSV files hold the same rows as "points" and "builds".
+"""
+import csv
+import json
+import os
+
+POINT_FIELDS = ["system", "params", "k", "recall@10", "recall@100", "qps", "p50_ms", "p99_ms",
+                "clients", "qps_clients"]
+BUILD_FIELDS = ["system", "options", "build_s", "index_bytes", "build_mem_mb", "build_workers"]
+
+
+def _csv(path, fields, rows):
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _fmt(value, spec):
+    return "—" if value is None else format(value, spec)
+
+
+def markdown(results):
+    """The Markdown report: what was run, then the build table and the sweep table."""
+    meta, load = results["meta"], results["load"]
+    clients = meta["clients"]
+    out = [f"## {meta['dataset']} ({meta['metric']}): {meta['rows']:,} rows x {meta['dim']}, "
+           f"{meta['queries']:,} queries, LIMIT {meta['k']}",
+           "",
+           f"PostgreSQL {meta['server_version']}, {meta['cpu']} ({meta['nproc']} cores), "
+           f"commit {meta['commit'] or '(none)'}, {meta['date']}",
+           f"Load: COPY {load['copy_s']:.1f}s + primary key/VACUUM ANALYZE "
+           f"{load['pkey_vacuum_s']:.1f}s; table {load['table_bytes'] / 2**20:,.0f} MB"
+           if load.get("copy_s") is not None else
+           f"Load: reused the existing table ({load['table_bytes'] / 2**20:,.0f} MB)",
+           "",
+           "| system | options | build s | index MB | build peak MB |",
+           "|---|---|---:|---:|---:|"]
+    for b in results["builds"]:
+        size = None if b["index_bytes"] is None else b["index_bytes"] / 2**20
+        out.append(f"| {b['system']} | {b['options'] or '—'} | {_fmt(b['build_s'], '.1f')} | "
+                   f"{_fmt(size, ',.1f')} | {_fmt(b['build_mem_mb'], ',.1f')} |")
+    conc = f" q/s ({clients} conns) |" if clients > 1 else ""
+    r100 = " recall@100 |" if meta["k"] >= 100 else ""
+    out += ["", f"| system | knobs | recall@10 |{r100} q/s (1 conn) | p50 ms | p99 ms |{conc}",
+            "|---|---|---:|" + "---:|" * (3 + bool(r100) + bool(conc))]
+    for p in results["points"]:
+        row = f"| {p['system']} | {p['params'] or '—'} | {p['recall@10']:.4f} |"
+        if r100:
+            row += f" {p['recall@100']:.4f} |"
+        row += f" {p['qps']:,.1f} | {p['p50_ms']:.2f} | {p['p99_ms']:.2f} |"
+        if conc:
+            row += f" {p['qps_clients']:,.1f} |"
+        out.append(row)
+    out += [f"- {s['system']}: skipped ({s['reason']})" for s in results["skipped"]]
+    return "\n".join(out) + "\n"
+
+
+def write(results, out_dir):
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    _csv(os.path.join(out_dir, "points.csv"), POINT_FIELDS, results["points"])
+    _csv(os.path.join(out_dir, "builds.csv"), BUILD_FIELDS, results["builds"])
+    text = markdown(results)
+    with open(os.path.join(out_dir, "results.md"), "w") as f:
+        f.write(text)
+    return text

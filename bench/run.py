@@ -1,0 +1,292 @@
+#!/usr/bin/python3
+"""pg_scann benchmark: recall, speed, build time and size of several systems, side by side.
+
+    /usr/bin/python3 bench/run.py --dataset glove-100 --systems scann,exact \\
+        --rows 331479 --queries 1000 --nprobe 1,2,4,8,16,32 --reorder 100,200 \\
+        --out bench/results/glove-100
+    /usr/bin/python3 bench/run.py --smoke        # end-to-end check on MiniLM (CI)
+
+See bench/README.md for every option, output column and how memory is measured.
+"""
+import argparse
+import datetime
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+import datasets
+import groundtruth
+import loader
+import measure
+import plot
+import report
+from cluster import ScratchCluster, Server, install_extension, scratch_settings
+from progress import note
+from recall import recall_at_k
+from systems import SYSTEMS
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _ints(text):
+    return [int(x) for x in text.split(",") if x]
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--smoke", action="store_true",
+                   help="small end-to-end check on MiniLM with assertions (for CI)")
+    p.add_argument("--dataset", default="glove-100", choices=sorted(datasets.SOURCES))
+    p.add_argument("--metric", choices=groundtruth.METRICS, help="default: the data set's")
+    p.add_argument("--rows", type=int, help="base rows to load (a prefix; default: all)")
+    p.add_argument("--queries", type=int, default=1000, help="held-out queries to run")
+    p.add_argument("--k", type=int, default=10, choices=(10, 100),
+                   help="LIMIT of every query; 100 also reports recall@100")
+    p.add_argument("--systems", default="exact,scann",
+                   help=f"comma-separated, from {','.join(SYSTEMS)}")
+    p.add_argument("--scann-opts", default="", help="WITH (...) of the scann index")
+    p.add_argument("--nprobe", type=_ints, default="1,2,4,8,16,32", help="scann.nprobe values")
+    p.add_argument("--reorder", type=_ints, default="100", help="scann.reorder values")
+    p.add_argument("--hnsw-opts", default="m = 16, ef_construction = 64")
+    p.add_argument("--ef-search", type=_ints, default="10,20,40,80,160,320")
+    p.add_argument("--ivfflat-opts", default="", help="default: lists = rows / 1000")
+    p.add_argument("--probes", type=_ints, default="1,2,4,8,16,32")
+    p.add_argument("--clients", type=int, default=1,
+                   help="also measure q/s with this many concurrent connections (if > 1)")
+    p.add_argument("--warmup", type=int, default=50, help="untimed queries before each setting")
+    p.add_argument("--dsn", help="use this running server instead of a scratch cluster")
+    p.add_argument("--cluster-dir", help="keep the scratch cluster here and reuse it next time")
+    p.add_argument("--pg-setting", action="append", default=[], metavar="NAME=VALUE",
+                   help="extra postgresql.conf setting of the scratch cluster (repeatable)")
+    p.add_argument("--install", action="store_true", help="run `make -s install` first")
+    p.add_argument("--reload", action="store_true", help="reload the table even if it matches")
+    p.add_argument("--out", help="results directory (default: bench/results/DATASET-METRIC-ROWS)")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.dataset, args.rows, args.queries, args.k = "minilm", None, 100, 100
+        args.systems, args.nprobe, args.reorder = "exact,scann", [1, 4], [100]
+        args.clients, args.warmup, args.dsn = 2, 5, None
+    args.systems = [s for s in args.systems.split(",") if s]
+    for s in args.systems:
+        if s not in SYSTEMS:
+            p.error(f"unknown system {s!r}; known: {', '.join(SYSTEMS)}")
+    return args
+
+
+# ----------------------------------------------------------------------------- setup
+
+def resolve_data(args):
+    """Prepare the set and its ground truth; fill in metric/rows/queries/dim on args."""
+    info = datasets.prepare(args.dataset)
+    args.metric = args.metric or info["metric"]
+    args.rows = min(args.rows or info["rows"], info["rows"])
+    args.queries = min(args.queries, info["queries"])
+    args.dim = info["dim"]
+    gt = datasets.ground_truth(args.dataset, args.metric, args.rows, args.queries)
+    return info, datasets.base(args.dataset, args.rows), datasets.queries(args.dataset,
+                                                                          args.queries), gt
+
+
+def make_server(args):
+    if args.dsn:
+        return Server(args.dsn)
+    settings = scratch_settings(args.rows * (4 * args.dim + 64))
+    for item in args.pg_setting:
+        name, _, value = item.partition("=")
+        settings[name.strip()] = value.strip()
+    return ScratchCluster(settings, directory=args.cluster_dir)
+
+
+def ensure_extensions(conn, fresh):
+    """pg_scann (recreated in a scratch cluster so it matches the installed build) and,
+    when the server has it, pg_prewarm."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT name FROM pg_available_extensions WHERE name IN "
+                    "('pg_scann', 'pg_prewarm')")
+        available = {r[0] for r in cur.fetchall()}
+        if "pg_scann" not in available:
+            sys.exit("pg_scann is not installed in this server: run `make install` as root "
+                     "(or pass --install)")
+        if fresh:
+            cur.execute("DROP EXTENSION IF EXISTS pg_scann CASCADE")
+        cur.execute("CREATE EXTENSION IF NOT EXISTS pg_scann")
+        if "pg_prewarm" in available:
+            cur.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+    return "pg_prewarm" in available
+
+
+def ensure_table(conn, args, base):
+    """Load the prefix unless the table already holds exactly it; returns the load record."""
+    load = {"copy_s": None, "pkey_vacuum_s": None}
+    if args.reload or loader.loaded_tag(conn) != loader.table_tag(args.dataset, args.rows):
+        load.update(loader.load(conn, args.dataset, base))
+    else:
+        note(f"reusing table {loader.TABLE} ({args.dataset}, {args.rows:,} rows)")
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_total_relation_size(%s)", (loader.TABLE,))
+        load["table_bytes"] = cur.fetchone()[0]
+    return load
+
+
+def describe(conn, args, info):
+    with conn.cursor() as cur:
+        cur.execute("SELECT current_setting('server_version'), current_setting('shared_buffers'),"
+                    " current_setting('maintenance_work_mem'), current_setting('work_mem'),"
+                    " current_setting('max_parallel_workers_per_gather'), current_setting('jit')")
+        version, *settings = cur.fetchone()
+    names = ["shared_buffers", "maintenance_work_mem", "work_mem",
+             "max_parallel_workers_per_gather", "jit"]
+    return {
+        "dataset": args.dataset, "source": info["source"], "metric": args.metric,
+        "rows": args.rows, "dim": args.dim, "queries": args.queries, "k": args.k,
+        "clients": args.clients, "warmup": args.warmup, "server_version": version,
+        "server": "dsn" if args.dsn else "scratch cluster", "settings": dict(zip(names, settings)),
+        "cpu": _cpu_model(), "nproc": os.cpu_count(), "commit": _commit(),
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv), "python": platform.python_version(),
+    }
+
+
+def _cpu_model():
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def _commit():
+    git = ["git", "-C", REPO]
+    head = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        return None
+    dirty = subprocess.run(git + ["status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return head.stdout.strip() + ("+dirty" if dirty else "")
+
+
+# ----------------------------------------------------------------------------- measuring
+
+def prewarm(conn, system):
+    with conn.cursor() as cur:
+        for rel in filter(None, (system.table, system.index)):
+            cur.execute("SELECT pg_prewarm(%s)", (rel,))
+
+
+def measure_point(server, system, settings, args, data):
+    """One knob setting: plan check, latency run, recall, optional concurrent run."""
+    qs, base, (gt_ids, gt_dists), literals = data
+    label = ", ".join(f"{k}={v}" for k, v in settings.items() if "." in k)
+    conn = measure.session(server, system, settings, args.k)
+    try:
+        plan = measure.explain(conn, literals[0])
+        system.check_plan(plan)
+        ids, lat = measure.run_single(conn, literals, args.warmup,
+                                      f"{system.name} {label}".strip())
+    finally:
+        conn.close()
+    found_d = groundtruth.distances(args.metric, qs, base, ids)
+    point = {"system": system.name, "params": label, "k": args.k,
+             "recall@10": recall_at_k(ids, gt_ids, gt_dists, 10, found_d),
+             "recall@100": (recall_at_k(ids, gt_ids, gt_dists, 100, found_d)
+                            if args.k >= 100 else None),
+             "qps": len(lat) / lat.sum(), "p50_ms": 1e3 * float(np.percentile(lat, 50)),
+             "p99_ms": 1e3 * float(np.percentile(lat, 99)), "clients": args.clients,
+             "qps_clients": None, "plan": plan}
+    if args.clients > 1:
+        point["qps_clients"] = measure.run_concurrent(server, system, settings, args.k,
+                                                      literals, args.clients)
+    note(f"  {system.name} {label}".rstrip() + f": recall@10 {point['recall@10']:.4f}, "
+         f"{point['qps']:,.1f} q/s, p50 {point['p50_ms']:.2f} ms")
+    return point
+
+
+def run_system(server, conn, system, args, data, can_prewarm):
+    """Build, sweep, drop: (build record, points)."""
+    system.prepare(conn)
+    built = measure.build(server, conn, system)
+    if can_prewarm:
+        prewarm(conn, system)
+    points = [measure_point(server, system, s, args, data) for s in system.points()]
+    system.cleanup(conn)
+    return {"system": system.name, "options": system.options, **built}, points
+
+
+def benchmark(args):
+    info, base, qs, gt = resolve_data(args)
+    literals = [measure.literal(q) for q in qs]
+    results = {"builds": [], "points": [], "skipped": []}
+    with make_server(args) as server:
+        conn = server.connect()
+        can_prewarm = ensure_extensions(conn, fresh=not args.dsn)
+        results["meta"] = describe(conn, args, info)
+        results["load"] = ensure_table(conn, args, base)
+        for name in args.systems:
+            system = SYSTEMS[name](args)
+            reason = system.unavailable(conn)
+            if reason:
+                note(f"{name}: skipped ({reason})")
+                results["skipped"].append({"system": name, "reason": reason})
+                continue
+            build, points = run_system(server, conn, system, args, (qs, base, gt, literals),
+                                       can_prewarm)
+            results["builds"].append(build)
+            results["points"] += points
+        conn.close()
+    return results
+
+
+# ----------------------------------------------------------------------------- smoke
+
+def check_recall_helper():
+    """recall_at_k on a hand-made answer: ties at the k-th distance count, short lists don't."""
+    true_ids = [[1, 2, 3, 4], [5, 6, 7, 8]]
+    true_dists = [[0.0, 1.0, 2.0, 2.0], [0.5, 0.6, 0.7, 0.8]]
+    found = [[1, 2, 9, 3], [8, 7, 100]]
+    found_d = [[0.0, 1.0, 2.0, 2.0], [0.8, 0.7, 0.9]]
+    by_id = recall_at_k(found, true_ids, k=4)                       # (3/4 + 2/4) / 2
+    with_ties = recall_at_k(found, true_ids, true_dists, 4, found_d)  # (4/4 + 2/4) / 2
+    top2 = recall_at_k(found, true_ids, true_dists, 2, found_d)       # (2/2 + 0/2) / 2
+    assert abs(by_id - 0.625) < 1e-12, by_id
+    assert abs(with_ties - 0.75) < 1e-12, with_ties
+    assert abs(top2 - 0.5) < 1e-12, top2
+
+
+def check_smoke(results, out_dir):
+    exact = [p for p in results["points"] if p["system"] == "exact"]
+    assert len(exact) == 1, "the exact system produced no result"
+    assert exact[0]["recall@10"] == 1.0, f"exact recall@10 = {exact[0]['recall@10']}"
+    assert exact[0]["recall@100"] == 1.0, f"exact recall@100 = {exact[0]['recall@100']}"
+    for p in results["points"]:
+        assert 0.0 <= p["recall@10"] <= 1.0 and p["qps"] > 0 and p["qps_clients"] > 0, p
+    for f in ("results.json", "points.csv", "builds.csv", "results.md", "recall_qps.png",
+              "build.png"):
+        assert os.path.getsize(os.path.join(out_dir, f)) > 0, f"{f} is missing or empty"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.install:
+        install_extension(REPO)
+    if args.smoke:
+        check_recall_helper()
+    results = benchmark(args)
+    with tempfile.TemporaryDirectory(prefix="pg_scann-smoke-") as tmp:
+        out_dir = tmp if args.smoke else (args.out or os.path.join(
+            REPO, "bench", "results", f"{args.dataset}-{args.metric}-{args.rows}"))
+        print(report.write(results, out_dir))
+        plot.draw(results, out_dir)
+        if args.smoke:
+            check_smoke(results, out_dir)
+            print("bench smoke: ok")
+        else:
+            print(f"results in {out_dir}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

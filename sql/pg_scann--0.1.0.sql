@@ -1,0 +1,72 @@
+-- pg_scann 0.1.0: distance operators on real[] and the scann index access method.
+\echo Use "CREATE EXTENSION pg_scann" to load this file. \quit
+
+-- Distances.  All take two real[] vectors of the same length (one-dimensional, no NULL,
+-- NaN or infinite elements) and raise an error otherwise.
+CREATE FUNCTION l2_distance(real[], real[]) RETURNS float8
+    AS 'MODULE_PATHNAME', 'scann_l2_distance'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION l2_distance(real[], real[]) IS 'Euclidean distance';
+
+CREATE FUNCTION l2_squared_distance(real[], real[]) RETURNS float8
+    AS 'MODULE_PATHNAME', 'scann_l2_squared_distance'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION l2_squared_distance(real[], real[]) IS 'squared Euclidean distance';
+
+CREATE FUNCTION inner_product(real[], real[]) RETURNS float8
+    AS 'MODULE_PATHNAME', 'scann_inner_product'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION inner_product(real[], real[]) IS 'inner (dot) product';
+
+CREATE FUNCTION negative_inner_product(real[], real[]) RETURNS float8
+    AS 'MODULE_PATHNAME', 'scann_negative_inner_product'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION negative_inner_product(real[], real[]) IS 'negative inner product: smaller is more similar';
+
+CREATE FUNCTION cosine_distance(real[], real[]) RETURNS float8
+    AS 'MODULE_PATHNAME', 'scann_cosine_distance'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION cosine_distance(real[], real[]) IS '1 - cosine similarity; NaN when either vector is all zeros';
+
+CREATE OPERATOR <-> (
+    LEFTARG = real[], RIGHTARG = real[], FUNCTION = l2_distance, COMMUTATOR = '<->'
+);
+COMMENT ON OPERATOR <->(real[], real[]) IS 'Euclidean distance';
+
+CREATE OPERATOR <#> (
+    LEFTARG = real[], RIGHTARG = real[], FUNCTION = negative_inner_product, COMMUTATOR = '<#>'
+);
+COMMENT ON OPERATOR <#>(real[], real[]) IS 'negative inner product';
+
+CREATE OPERATOR <=> (
+    LEFTARG = real[], RIGHTARG = real[], FUNCTION = cosine_distance, COMMUTATOR = '<=>'
+);
+COMMENT ON OPERATOR <=>(real[], real[]) IS 'cosine distance';
+
+-- The scann access method: IVF lists of 4-bit product-quantization codes scanned with
+-- FastScan, then exact re-ranking from the table.  See README.md for options and GUCs.
+CREATE FUNCTION scann_handler(internal) RETURNS index_am_handler
+    AS 'MODULE_PATHNAME' LANGUAGE C;
+
+CREATE ACCESS METHOD scann TYPE INDEX HANDLER scann_handler;
+COMMENT ON ACCESS METHOD scann IS 'approximate nearest-neighbour index (ScaNN recipe)';
+
+-- One operator class per distance; each orders by its operator (strategy 1) and names
+-- the exact distance function as support function 1.
+CREATE OPERATOR CLASS l2_ops DEFAULT FOR TYPE real[] USING scann AS
+    OPERATOR 1 <-> (real[], real[]) FOR ORDER BY float_ops,
+    FUNCTION 1 l2_distance(real[], real[]);
+
+CREATE OPERATOR CLASS ip_ops FOR TYPE real[] USING scann AS
+    OPERATOR 1 <#> (real[], real[]) FOR ORDER BY float_ops,
+    FUNCTION 1 negative_inner_product(real[], real[]);
+
+CREATE OPERATOR CLASS cosine_ops FOR TYPE real[] USING scann AS
+    OPERATOR 1 <=> (real[], real[]) FOR ORDER BY float_ops,
+    FUNCTION 1 cosine_distance(real[], real[]);
+
+-- Diagnostics: raises an error of the given kind inside guarded C++ code (see
+-- src/pg/guard.h); used by the regression tests of the C++/PostgreSQL boundary.
+CREATE FUNCTION scann_guard_selftest(mode text) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'scann_guard_selftest'
+    LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;

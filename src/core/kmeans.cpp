@@ -1,0 +1,275 @@
+#include "core/kmeans.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <stdexcept>
+#include <vector>
+
+#include "core/distance.h"
+#include "core/isa.h"
+#include "core/rng.h"
+
+namespace scann {
+
+namespace scalar {
+
+// Reference twin of avx2::DotTile: the same per-lane sums, without fused multiply-add.
+// One row at a time keeps the 16 sums in registers on any target.
+void DotTile(const float* rows, size_t stride, const float* block, int dim, float* out) {
+  for (int r = 0; r < kTileRows; r++) {
+    const float* x = rows + r * stride;
+    float acc[kTileCols] = {};
+    for (int i = 0; i < dim; i++) {
+      const float* c = block + static_cast<size_t>(i) * kTileCols;
+      for (int j = 0; j < kTileCols; j++) acc[j] += x[i] * c[j];
+    }
+    std::copy(acc, acc + kTileCols, out + r * kTileCols);
+  }
+}
+
+}  // namespace scalar
+
+namespace {
+
+using DotTileFn = void (*)(const float*, size_t, const float*, int, float*);
+
+DotTileFn ActiveDotTile() {
+  return ActiveIsa() == Isa::kAvx2 ? avx2::DotTile : scalar::DotTile;
+}
+
+// Rows handled together: a multiple of kTileRows whose floats stay in L1/L2 while every
+// centroid chunk passes over them.
+constexpr size_t kRowChunk = 16 * kTileRows;
+// Bytes of packed centroids visited per pass over a row chunk (fits in L2).
+constexpr size_t kCentroidChunkBytes = 256 * 1024;
+// Rows assigned between two interrupt checks during training.
+constexpr size_t kRowsPerCheck = 4096;
+
+void CheckCentroids(int dim, int k) {
+  if (dim < 1) throw std::invalid_argument("k-means: dimension must be at least 1");
+  if (k < 1) throw std::invalid_argument("k-means: k must be at least 1");
+}
+
+void CheckInterrupts(const InterruptCheck& check) {
+  if (check) check();
+}
+
+// Centroids in the DotTile layout: blocks of 16, dimension-major, with squared norms; the
+// padding centroids of the last block have an infinite norm so they never win.
+class PackedCentroids {
+ public:
+  PackedCentroids(const float* centroids, int k, int dim)
+      : dim_(dim), blocks_((k + kTileCols - 1) / kTileCols) {
+    const size_t block_floats = static_cast<size_t>(dim) * kTileCols;
+    data_.assign(blocks_ * block_floats, 0.0f);
+    norms_.assign(static_cast<size_t>(blocks_) * kTileCols,
+                  std::numeric_limits<float>::infinity());
+    for (int c = 0; c < k; c++) {
+      const float* src = centroids + static_cast<size_t>(c) * dim;
+      float* dst = data_.data() + (c / kTileCols) * block_floats + c % kTileCols;
+      for (int i = 0; i < dim; i++) dst[static_cast<size_t>(i) * kTileCols] = src[i];
+      norms_[c] = Distances().inner_product(src, src, dim);
+    }
+  }
+
+  int blocks() const { return blocks_; }
+  const float* block(int b) const {
+    return data_.data() + static_cast<size_t>(b) * dim_ * kTileCols;
+  }
+  const float* norms(int b) const { return norms_.data() + static_cast<size_t>(b) * kTileCols; }
+
+ private:
+  int dim_;
+  int blocks_;
+  std::vector<float> data_;
+  std::vector<float> norms_;
+};
+
+// For rows [begin, end): out[i] = argmin_c ||c||^2 - 2 x_i.c and score[i] = that minimum.
+void AssignRange(const float* data, size_t begin, size_t end, int dim, const PackedCentroids& pc,
+                 int32_t* out, float* score) {
+  const DotTileFn tile = ActiveDotTile();
+  const size_t block_bytes = static_cast<size_t>(dim) * kTileCols * sizeof(float);
+  const int blocks_per_chunk =
+      static_cast<int>(std::max<size_t>(1, kCentroidChunkBytes / block_bytes));
+  std::vector<float> pad(static_cast<size_t>(kTileRows) * dim);
+  float dots[kTileRows * kTileCols];
+  for (size_t r0 = begin; r0 < end; r0 += kRowChunk) {
+    const size_t rows = std::min(kRowChunk, end - r0);
+    const size_t full_tiles = rows / kTileRows;
+    if (rows % kTileRows != 0) {
+      // The last partial tile reads from a zero-padded copy instead of past the input.
+      std::fill(pad.begin(), pad.end(), 0.0f);
+      const float* src = data + (r0 + full_tiles * kTileRows) * dim;
+      std::copy(src, src + (rows % kTileRows) * dim, pad.begin());
+    }
+    for (size_t r = 0; r < rows; r++) {
+      score[r0 + r] = std::numeric_limits<float>::infinity();
+      out[r0 + r] = 0;
+    }
+    for (int b0 = 0; b0 < pc.blocks(); b0 += blocks_per_chunk) {
+      const int b1 = std::min(pc.blocks(), b0 + blocks_per_chunk);
+      for (size_t t = 0; t < rows; t += kTileRows) {
+        const float* x = t / kTileRows < full_tiles ? data + (r0 + t) * dim : pad.data();
+        const size_t live = std::min<size_t>(kTileRows, rows - t);
+        for (int b = b0; b < b1; b++) {
+          tile(x, dim, pc.block(b), dim, dots);
+          const float* norms = pc.norms(b);
+          for (size_t r = 0; r < live; r++) {
+            float& best = score[r0 + t + r];
+            for (int j = 0; j < kTileCols; j++) {
+              const float s = norms[j] - 2.0f * dots[r * kTileCols + j];
+              if (s < best) {
+                best = s;
+                out[r0 + t + r] = b * kTileCols + j;
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// Copies k distinct rows, chosen uniformly by the seeded Rng, as the initial centroids.
+void SampleInitialCentroids(const float* data, size_t n, int dim, int k, uint64_t seed,
+                            float* centroids) {
+  Rng rng(seed);
+  std::vector<size_t> perm(n);
+  std::iota(perm.begin(), perm.end(), size_t{0});
+  for (int i = 0; i < k; i++) {
+    const size_t j = i + rng.Below(n - i);
+    std::swap(perm[i], perm[j]);
+    const float* src = data + perm[i] * dim;
+    std::copy(src, src + dim, centroids + static_cast<size_t>(i) * dim);
+  }
+}
+
+// Gives every empty cluster the row farthest from its centroid among rows whose cluster
+// keeps at least one other row: that removes the largest term of the objective.
+void ReseedEmptyClusters(const std::vector<float>& dist, std::vector<int32_t>& assign,
+                         std::vector<size_t>& counts) {
+  if (std::find(counts.begin(), counts.end(), size_t{0}) == counts.end()) return;
+  std::vector<size_t> order(assign.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return dist[a] > dist[b] || (dist[a] == dist[b] && a < b);
+  });
+  size_t next = 0;
+  for (size_t c = 0; c < counts.size(); c++) {
+    if (counts[c] != 0) continue;
+    while (counts[assign[order[next]]] < 2) next++;  // k <= n: some cluster has two rows
+    const size_t row = order[next++];
+    counts[assign[row]]--;
+    assign[row] = static_cast<int32_t>(c);
+    counts[c] = 1;
+  }
+}
+
+// Centroid = mean of its rows, summed in double so the order of rows barely matters.
+void UpdateMeans(const float* data, size_t n, int dim, const std::vector<int32_t>& assign,
+                 const std::vector<size_t>& counts, float* centroids) {
+  const size_t k = counts.size();
+  std::vector<double> sums(k * dim, 0.0);
+  for (size_t i = 0; i < n; i++) {
+    const float* x = data + i * dim;
+    double* s = sums.data() + static_cast<size_t>(assign[i]) * dim;
+    for (int j = 0; j < dim; j++) s[j] += x[j];
+  }
+  for (size_t c = 0; c < k; c++) {
+    if (counts[c] == 0) continue;
+    const double inv = 1.0 / static_cast<double>(counts[c]);
+    for (int j = 0; j < dim; j++)
+      centroids[c * dim + j] = static_cast<float>(sums[c * dim + j] * inv);
+  }
+}
+
+}  // namespace
+
+void TrainKMeans(const float* data, size_t n, int dim, int k, const KMeansOptions& opt,
+                 float* centroids) {
+  CheckCentroids(dim, k);
+  if (n < static_cast<size_t>(k))
+    throw std::invalid_argument("k-means: k must not exceed the number of rows");
+  if (opt.iterations < 0) throw std::invalid_argument("k-means: iterations must be >= 0");
+  SampleInitialCentroids(data, n, dim, k, opt.seed, centroids);
+  if (opt.iterations == 0) return;
+
+  std::vector<float> row_norms(n);
+  for (size_t i = 0; i < n; i++)
+    row_norms[i] = Distances().inner_product(data + i * dim, data + i * dim, dim);
+  std::vector<int32_t> assign(n);
+  std::vector<float> dist(n);
+  std::vector<size_t> counts(k);
+  for (int it = 0; it < opt.iterations; it++) {
+    const PackedCentroids packed(centroids, k, dim);
+    for (size_t r0 = 0; r0 < n; r0 += kRowsPerCheck) {
+      CheckInterrupts(opt.check_interrupts);
+      AssignRange(data, r0, std::min(n, r0 + kRowsPerCheck), dim, packed, assign.data(),
+                  dist.data());
+    }
+    std::fill(counts.begin(), counts.end(), size_t{0});
+    for (size_t i = 0; i < n; i++) {
+      counts[assign[i]]++;
+      dist[i] = std::max(0.0f, dist[i] + row_norms[i]);
+    }
+    ReseedEmptyClusters(dist, assign, counts);
+    UpdateMeans(data, n, dim, assign, counts, centroids);
+  }
+}
+
+int NearestCentroid(const float* x, const float* centroids, int k, int dim) {
+  CheckCentroids(dim, k);
+  const auto l2 = Distances().l2_squared;
+  int best = 0;
+  float best_dist = std::numeric_limits<float>::infinity();
+  for (int c = 0; c < k; c++) {
+    const float d = l2(x, centroids + static_cast<size_t>(c) * dim, dim);
+    if (d < best_dist) {
+      best_dist = d;
+      best = c;
+    }
+  }
+  return best;
+}
+
+void AssignNearest(const float* data, size_t n, int dim, const float* centroids, int k,
+                   int32_t* out) {
+  CheckCentroids(dim, k);
+  if (n == 0) return;
+  const PackedCentroids packed(centroids, k, dim);
+  std::vector<float> score(n);
+  AssignRange(data, 0, n, dim, packed, out, score.data());
+}
+
+void NearestCentroids(const float* q, const float* centroids, int k, int dim, int count,
+                      int32_t* out_idx, float* scratch) {
+  CheckCentroids(dim, k);
+  if (count < 0 || count > k)
+    throw std::invalid_argument("nearest centroids: count must be in [0, k]");
+  const auto l2 = Distances().l2_squared;
+  for (int c = 0; c < k; c++) {
+    const float d = l2(q, centroids + static_cast<size_t>(c) * dim, dim);
+    scratch[c] = std::isnan(d) ? std::numeric_limits<float>::infinity() : d;
+  }
+  if (count == 0) return;
+  // A max-heap of the best `count` so far in out_idx; its top is the worst kept.
+  const auto closer = [scratch](int32_t a, int32_t b) {
+    return scratch[a] < scratch[b] || (scratch[a] == scratch[b] && a < b);
+  };
+  for (int c = 0; c < count; c++) {
+    out_idx[c] = c;
+    std::push_heap(out_idx, out_idx + c + 1, closer);
+  }
+  for (int c = count; c < k; c++) {
+    if (!closer(c, out_idx[0])) continue;
+    std::pop_heap(out_idx, out_idx + count, closer);
+    out_idx[count - 1] = c;
+    std::push_heap(out_idx, out_idx + count, closer);
+  }
+  std::sort_heap(out_idx, out_idx + count, closer);
+}
+
+}  // namespace scann

@@ -1,0 +1,57 @@
+// K-means (L2) for the IVF partitions and the PQ codebooks, and nearest-centroid search.
+// Pure C++: callers own every input and output buffer; work arrays live in std::vector so an
+// exception thrown by the interrupt callback unwinds without leaking.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+
+namespace scann {
+
+// Called every so often from long loops; it may throw (a C++ exception that must unwind
+// cleanly). May be empty.
+using InterruptCheck = std::function<void()>;
+
+struct KMeansOptions {
+  int iterations = 10;
+  uint64_t seed = 0x5ca1ab1e;
+  InterruptCheck check_interrupts;
+};
+
+// Trains k centroids on n row-major rows of dim floats and writes k * dim floats. Lloyd's
+// algorithm from k distinct rows drawn with the seeded Rng; a cluster left empty is re-seeded
+// with the row farthest from its centroid (taken from a cluster of two or more). Requires
+// n >= 1, dim >= 1 and 1 <= k <= n (std::invalid_argument otherwise). Deterministic for
+// equal input, seed and instruction set. iterations = 0 returns the initial rows.
+void TrainKMeans(const float* data, size_t n, int dim, int k, const KMeansOptions& opt,
+                 float* centroids);
+
+// Index of the L2-nearest centroid (the lowest index among exact ties).
+int NearestCentroid(const float* x, const float* centroids, int k, int dim);
+
+// Nearest centroid of each of n rows into out[n], by the blocked ||c||^2 - 2 x.c kernel.
+// On a near-tie it may pick a different centroid than NearestCentroid (rounding differs).
+void AssignNearest(const float* data, size_t n, int dim, const float* centroids, int k,
+                   int32_t* out);
+
+// The `count` (0 <= count <= k) nearest centroids to q in ascending squared L2 distance
+// (ties by index) into out_idx[count]; scratch holds k floats and ends up holding every
+// centroid's squared distance. Allocates nothing.
+void NearestCentroids(const float* q, const float* centroids, int k, int dim, int count,
+                      int32_t* out_idx, float* scratch);
+
+// The micro-kernel behind AssignNearest, one per instruction set: out[r * 16 + j] =
+// <rows[r], block[:, j]> for 6 rows (row r at rows + r * stride) and one block of 16
+// centroids packed dimension-major (block[i * 16 + j] = centroid j, coordinate i).
+// Exposed so tests can hold the SIMD twin to the scalar reference.
+constexpr int kTileRows = 6;
+constexpr int kTileCols = 16;
+namespace scalar {
+void DotTile(const float* rows, size_t stride, const float* block, int dim, float* out);
+}
+namespace avx2 {
+void DotTile(const float* rows, size_t stride, const float* block, int dim, float* out);
+}
+
+}  // namespace scann

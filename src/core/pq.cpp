@@ -1,0 +1,296 @@
+#include "core/pq.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include "core/rng.h"
+
+namespace scann {
+
+namespace {
+
+// Largest t = T^2 / ||x||^2 used in eta: eta(1/2) = d - 1 (see pq.h).
+constexpr double kMaxThresholdRatio = 0.5;
+
+void CheckInterrupts(const InterruptCheck& check) {
+  if (check) check();
+}
+
+// Solves a * w = b for a symmetric positive definite n x n matrix (row-major) by Cholesky,
+// in place; false when a is not numerically positive definite.
+bool SolveSpd(std::vector<double>& a, std::vector<double>& b, int n) {
+  double scale = 0.0;
+  for (int i = 0; i < n; i++) scale = std::max(scale, a[i * n + i]);
+  for (int j = 0; j < n; j++) {
+    double diag = a[j * n + j];
+    for (int p = 0; p < j; p++) diag -= a[j * n + p] * a[j * n + p];
+    if (!(diag > 1e-12 * scale)) return false;
+    const double l = std::sqrt(diag);
+    a[j * n + j] = l;
+    for (int i = j + 1; i < n; i++) {
+      double v = a[i * n + j];
+      for (int p = 0; p < j; p++) v -= a[i * n + p] * a[j * n + p];
+      a[i * n + j] = v / l;
+    }
+  }
+  for (int i = 0; i < n; i++) {  // L y = b
+    double v = b[i];
+    for (int p = 0; p < i; p++) v -= a[i * n + p] * b[p];
+    b[i] = v / a[i * n + i];
+  }
+  for (int i = n - 1; i >= 0; i--) {  // L^T w = y
+    double v = b[i];
+    for (int p = i + 1; p < n; p++) v -= a[p * n + i] * b[p];
+    b[i] = v / a[i * n + i];
+  }
+  return true;
+}
+
+// (r - w) . x over one sub-vector of `width` floats, in double.
+double ErrorDot(const float* r, const float* w, const float* x, int width) {
+  double s = 0.0;
+  for (int j = 0; j < width; j++) s += (static_cast<double>(r[j]) - w[j]) * x[j];
+  return s;
+}
+
+}  // namespace
+
+double AnisotropicEta(double norm_sq, double threshold, int dim) {
+  if (!(norm_sq > 0.0) || dim < 2) return 1.0;
+  const double t = std::min(threshold * threshold / norm_sq, kMaxThresholdRatio);
+  return (dim - 1) * t / (1.0 - t);
+}
+
+ProductQuantizer::ProductQuantizer(int dim, const PqOptions& opt)
+    : dim_(dim), dsub_(opt.dims_per_subspace), opt_(opt) {
+  if (dim < 1) throw std::invalid_argument("pq: dimension must be at least 1");
+  if (dsub_ < 1) throw std::invalid_argument("pq: dims_per_subspace must be at least 1");
+  if (opt.iterations < 0 || opt.encode_rounds < 0)
+    throw std::invalid_argument("pq: iterations and encode_rounds must be >= 0");
+  if (opt.anisotropic && !(opt.threshold > 0.0f && std::isfinite(opt.threshold)))
+    throw std::invalid_argument("pq: anisotropic threshold must be a positive number");
+  m_ = (dim + dsub_ - 1) / dsub_;
+  codebooks_.assign(static_cast<size_t>(m_) * kPqCodewords * dsub_, 0.0f);
+}
+
+ProductQuantizer::ProductQuantizer(int dim, int dims_per_subspace, const float* codebooks)
+    : ProductQuantizer(dim, [dims_per_subspace] {
+        PqOptions o;
+        o.dims_per_subspace = dims_per_subspace;
+        return o;
+      }()) {
+  if (codebooks == nullptr) throw std::invalid_argument("pq: codebooks must not be null");
+  std::copy(codebooks, codebooks + codebooks_.size(), codebooks_.begin());
+}
+
+int ProductQuantizer::width(int s) const { return std::min(dsub_, dim_ - s * dsub_); }
+
+void ProductQuantizer::Train(const float* residuals, const float* points, size_t n) {
+  if (opt_.anisotropic && points == nullptr && n > 0)
+    throw std::invalid_argument("pq: anisotropic training needs the original rows");
+  std::fill(codebooks_.begin(), codebooks_.end(), 0.0f);
+  if (n == 0) return;
+  TrainSubspaceKMeans(residuals, n);
+  if (opt_.anisotropic) TrainAnisotropic(residuals, points, n);
+}
+
+// Plain L2 k-means of 16 codewords in every subspace, each from its own derived seed.
+void ProductQuantizer::TrainSubspaceKMeans(const float* residuals, size_t n) {
+  const int k = static_cast<int>(std::min<size_t>(kPqCodewords, n));
+  Rng seeds(opt_.seed);
+  std::vector<float> sub(n * dsub_);
+  std::vector<float> centroids(static_cast<size_t>(k) * dsub_);
+  for (int s = 0; s < m_; s++) {
+    CheckInterrupts(opt_.check_interrupts);
+    const int w = width(s);
+    for (size_t i = 0; i < n; i++) {
+      const float* src = residuals + i * dim_ + s * dsub_;
+      float* dst = sub.data() + i * dsub_;
+      std::copy(src, src + w, dst);
+      std::fill(dst + w, dst + dsub_, 0.0f);
+    }
+    KMeansOptions km;
+    km.iterations = opt_.iterations;
+    km.seed = seeds.Next();
+    km.check_interrupts = opt_.check_interrupts;
+    TrainKMeans(sub.data(), n, dsub_, k, km, centroids.data());
+    for (int c = 0; c < kPqCodewords; c++) {
+      const float* src = centroids.data() + static_cast<size_t>(c % k) * dsub_;
+      std::copy(src, src + w, codebooks_.data() + (static_cast<size_t>(s) * kPqCodewords + c) * dsub_);
+    }
+  }
+}
+
+// Alternates anisotropic encoding of every row with a weighted least-squares update of each
+// codeword. Subspaces are updated one at a time, holding the others fixed: the loss of the
+// rows coded c in subspace s is then a quadratic in that codeword alone,
+//   sum_i ||r_i,s - w||^2 + h_i (x_i,s . (r_i,s - w) + beta_i)^2,  h_i = (eta_i - 1) / ||x_i||^2,
+// with beta_i = e_i . x_i minus subspace s's share, whose minimiser solves the width x width
+// system  sum_i (I + h_i x_i,s x_i,s^T) w = sum_i r_i,s + h_i x_i,s (x_i,s . r_i,s + beta_i).
+// Each step is an exact minimisation, so the training loss never rises.
+void ProductQuantizer::TrainAnisotropic(const float* residuals, const float* points, size_t n) {
+  std::vector<uint8_t> codes(n * m_);
+  std::vector<double> h(n), ex(n), beta(n);
+  for (size_t i = 0; i < n; i++) {
+    const float* x = points + i * dim_;
+    double norm_sq = 0.0;
+    for (int j = 0; j < dim_; j++) norm_sq += static_cast<double>(x[j]) * x[j];
+    h[i] = norm_sq > 0.0 ? (AnisotropicEta(norm_sq, opt_.threshold, dim_) - 1.0) / norm_sq : 0.0;
+  }
+  std::vector<double> a, b, system, solution;
+  bool used[kPqCodewords];
+  for (int round = 0; round < opt_.iterations; round++) {
+    for (size_t i = 0; i < n; i++) {
+      if (i % 4096 == 0) CheckInterrupts(opt_.check_interrupts);
+      const float* r = residuals + i * dim_;
+      const float* x = points + i * dim_;
+      uint8_t* code = codes.data() + i * m_;
+      Encode(r, x, code);
+      double dot = 0.0;
+      for (int s = 0; s < m_; s++)
+        dot += ErrorDot(r + s * dsub_, codeword(s, code[s]), x + s * dsub_, width(s));
+      ex[i] = dot;
+    }
+    for (int s = 0; s < m_; s++) {
+      CheckInterrupts(opt_.check_interrupts);
+      const int w = width(s);
+      a.assign(static_cast<size_t>(kPqCodewords) * w * w, 0.0);
+      b.assign(static_cast<size_t>(kPqCodewords) * w, 0.0);
+      std::fill(used, used + kPqCodewords, false);
+      for (size_t i = 0; i < n; i++) {
+        const float* rs = residuals + i * dim_ + s * dsub_;
+        const float* xs = points + i * dim_ + s * dsub_;
+        const int c = codes[i * m_ + s];
+        used[c] = true;
+        beta[i] = ex[i] - ErrorDot(rs, codeword(s, c), xs, w);
+        double xr = 0.0;
+        for (int j = 0; j < w; j++) xr += static_cast<double>(xs[j]) * rs[j];
+        double* ac = a.data() + static_cast<size_t>(c) * w * w;
+        double* bc = b.data() + static_cast<size_t>(c) * w;
+        for (int j = 0; j < w; j++) {
+          ac[j * w + j] += 1.0;
+          for (int l = 0; l < w; l++) ac[j * w + l] += h[i] * xs[j] * xs[l];
+          bc[j] += rs[j] + h[i] * xs[j] * (xr + beta[i]);
+        }
+      }
+      for (int c = 0; c < kPqCodewords; c++) {
+        if (!used[c]) continue;
+        system.assign(a.begin() + static_cast<size_t>(c) * w * w,
+                      a.begin() + static_cast<size_t>(c + 1) * w * w);
+        solution.assign(b.begin() + static_cast<size_t>(c) * w,
+                        b.begin() + static_cast<size_t>(c + 1) * w);
+        if (!SolveSpd(system, solution, w)) continue;  // degenerate: keep the codeword
+        float* cw = codebooks_.data() + (static_cast<size_t>(s) * kPqCodewords + c) * dsub_;
+        for (int j = 0; j < w; j++) cw[j] = static_cast<float>(solution[j]);
+      }
+      for (size_t i = 0; i < n; i++) {
+        const int c = codes[i * m_ + s];
+        ex[i] = beta[i] + ErrorDot(residuals + i * dim_ + s * dsub_, codeword(s, c),
+                                   points + i * dim_ + s * dsub_, w);
+      }
+    }
+  }
+}
+
+void ProductQuantizer::EncodePlain(const float* r, uint8_t* codes) const {
+  for (int s = 0; s < m_; s++) {
+    const int w = width(s);
+    const float* rs = r + s * dsub_;
+    int best = 0;
+    float best_dist = INFINITY;
+    for (int c = 0; c < kPqCodewords; c++) {
+      const float* cw = codeword(s, c);
+      float d = 0.0f;
+      for (int j = 0; j < w; j++) d += (rs[j] - cw[j]) * (rs[j] - cw[j]);
+      if (d < best_dist) {
+        best_dist = d;
+        best = c;
+      }
+    }
+    codes[s] = static_cast<uint8_t>(best);
+  }
+}
+
+// Coordinate descent on loss = sum_s ||e_s||^2 + h (sum_s e_s . x_s)^2, keeping e.x current.
+void ProductQuantizer::RefineAnisotropic(const float* r, const float* x, uint8_t* codes) const {
+  double norm_sq = 0.0;
+  for (int j = 0; j < dim_; j++) norm_sq += static_cast<double>(x[j]) * x[j];
+  if (!(norm_sq > 0.0)) return;
+  const double h = (AnisotropicEta(norm_sq, opt_.threshold, dim_) - 1.0) / norm_sq;
+  double ex = 0.0;
+  for (int s = 0; s < m_; s++) ex += ErrorDot(r + s * dsub_, codeword(s, codes[s]), x + s * dsub_, width(s));
+  for (int round = 0; round < opt_.encode_rounds; round++) {
+    bool changed = false;
+    for (int s = 0; s < m_; s++) {
+      const int w = width(s);
+      const float* rs = r + s * dsub_;
+      const float* xs = x + s * dsub_;
+      const double base = ex - ErrorDot(rs, codeword(s, codes[s]), xs, w);
+      int best = codes[s];
+      double best_loss = INFINITY, best_ed = 0.0;
+      for (int c = 0; c < kPqCodewords; c++) {
+        const float* cw = codeword(s, c);
+        double dd = 0.0, ed = 0.0;
+        for (int j = 0; j < w; j++) {
+          const double e = static_cast<double>(rs[j]) - cw[j];
+          dd += e * e;
+          ed += e * xs[j];
+        }
+        const double loss = dd + h * (base + ed) * (base + ed);
+        // The current code wins ties so that rounding noise cannot make codes cycle.
+        if (loss < best_loss || (loss == best_loss && c == codes[s])) {
+          best_loss = loss;
+          best = c;
+          best_ed = ed;
+        }
+      }
+      changed |= best != codes[s];
+      codes[s] = static_cast<uint8_t>(best);
+      ex = base + best_ed;
+    }
+    if (!changed) break;
+  }
+}
+
+void ProductQuantizer::Encode(const float* residual, const float* point, uint8_t* codes) const {
+  EncodePlain(residual, codes);
+  if (!opt_.anisotropic) return;
+  if (point == nullptr) throw std::invalid_argument("pq: anisotropic encoding needs the row");
+  RefineAnisotropic(residual, point, codes);
+}
+
+void ProductQuantizer::Decode(const uint8_t* codes, float* residual_out) const {
+  for (int s = 0; s < m_; s++) {
+    const float* cw = codeword(s, codes[s]);
+    std::copy(cw, cw + width(s), residual_out + s * dsub_);
+  }
+}
+
+void ProductQuantizer::L2Lut(const float* query_residual, float* lut) const {
+  for (int s = 0; s < m_; s++) {
+    const int w = width(s);
+    const float* qs = query_residual + s * dsub_;
+    for (int c = 0; c < kPqCodewords; c++) {
+      const float* cw = codeword(s, c);
+      float d = 0.0f;
+      for (int j = 0; j < w; j++) d += (qs[j] - cw[j]) * (qs[j] - cw[j]);
+      lut[s * kPqCodewords + c] = d;
+    }
+  }
+}
+
+void ProductQuantizer::IpLut(const float* query, float* lut) const {
+  for (int s = 0; s < m_; s++) {
+    const int w = width(s);
+    const float* qs = query + s * dsub_;
+    for (int c = 0; c < kPqCodewords; c++) {
+      const float* cw = codeword(s, c);
+      float d = 0.0f;
+      for (int j = 0; j < w; j++) d += qs[j] * cw[j];
+      lut[s * kPqCodewords + c] = -d;
+    }
+  }
+}
+
+}  // namespace scann

@@ -1,0 +1,96 @@
+// 4-bit product quantizer of IVF residuals, with ScaNN's score-aware (anisotropic) loss.
+//
+// A vector of dim floats is cut into m = ceil(dim / dims_per_subspace) sub-vectors; the last
+// one is padded with zeros, and its codewords are zero there too, so padding never changes a
+// distance. Each sub-vector is replaced by the index (0..15) of one of 16 codewords; one set
+// of codebooks is shared by all IVF lists and encodes residuals r = x - c.
+//
+// Score-aware loss (Guo et al. 2020, "Accelerating Large-Scale Inference with Anisotropic
+// Vector Quantization"): for a row x and quantization error e = r - r~ (= x - x~),
+//   loss = eta * ||e_par||^2 + ||e_perp||^2 = ||e||^2 + (eta - 1) * (e.x)^2 / ||x||^2,
+//   eta  = (d - 1) * t / (1 - t),  t = T^2 / ||x||^2,
+// so the error along x, which shifts every large inner product <q, x>, costs eta times more.
+// T is on the scale of <q, x> for unit q: 0.2 suits unit-norm rows (cosine); for rows of norm
+// around N it should grow with N (eta < 1 once ||x||^2 > d T^2, which makes things worse).
+// t is clamped to at most 1/2, i.e. eta <= d - 1: rows with ||x|| <= sqrt(2) T (which the
+// formula would weigh infinitely, or negatively) get the parallel error weighted like all
+// d - 1 perpendicular directions together. Zero rows use the plain loss.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "core/kmeans.h"
+
+namespace scann {
+
+struct PqOptions {
+  int dims_per_subspace = 2;  // the last subspace may be shorter: padded with zeros
+  bool anisotropic = false;   // score-aware loss (for inner product / cosine)
+  float threshold = 0.2f;     // ScaNN's T (must be > 0 when anisotropic)
+  int iterations = 10;        // codebook k-means iterations (and anisotropic update rounds)
+  int encode_rounds = 3;      // coordinate-descent rounds for anisotropic encoding
+  uint64_t seed = 0x5ca1ab1e;
+  InterruptCheck check_interrupts;
+};
+
+constexpr int kPqCodewords = 16;
+
+// The anisotropic weight eta of a row with squared norm `norm_sq` in `dim` dimensions, as
+// clamped above (1 for a zero row).
+double AnisotropicEta(double norm_sq, double threshold, int dim);
+
+class ProductQuantizer {
+ public:
+  // An untrained quantizer (all codewords zero); throws std::invalid_argument on dim < 1,
+  // dims_per_subspace < 1, negative iterations / rounds, or a threshold that is not > 0.
+  ProductQuantizer(int dim, const PqOptions& opt);
+  // Rebuilds a trained quantizer from codebooks() as stored on disk; encodes like the
+  // quantizer that wrote them with plain options (anisotropic = false).
+  ProductQuantizer(int dim, int dims_per_subspace, const float* codebooks);
+
+  int dim() const { return dim_; }
+  int num_subspaces() const { return m_; }
+  int dims_per_subspace() const { return dsub_; }
+  // Flat m * 16 * dims_per_subspace floats: codebooks()[(s * 16 + c) * dsub + j].
+  const float* codebooks() const { return codebooks_.data(); }
+  size_t codebook_floats() const { return codebooks_.size(); }
+
+  // Trains the codebooks on n residuals (n x dim); points are the original rows (n x dim),
+  // required when anisotropic. Plain k-means per subspace; with the anisotropic loss, then
+  // `iterations` rounds of (anisotropic encoding, per-codeword weighted least squares).
+  // n may be below 16 (spare codewords repeat trained ones) or 0 (codewords stay zero).
+  void Train(const float* residuals, const float* points, size_t n);
+
+  // Codes (num_subspaces() values in 0..15) of one residual; point is its original row,
+  // used (and required) only when anisotropic. Allocates nothing.
+  void Encode(const float* residual, const float* point, uint8_t* codes) const;
+  void Decode(const uint8_t* codes, float* residual_out) const;
+
+  // Lookup tables of m * 16 floats, lut[s * 16 + c]. L2: ||q_res_s - codeword||^2 for the
+  // query residual q - c. IP: -<q_s, codeword> (smaller is better; add -<q, c> per list).
+  void L2Lut(const float* query_residual, float* lut) const;
+  void IpLut(const float* query, float* lut) const;
+
+ private:
+  const float* codeword(int s, int c) const {
+    return codebooks_.data() + (static_cast<size_t>(s) * kPqCodewords + c) * dsub_;
+  }
+  // Floats of subspace s actually present in a dim-float vector (dsub, or fewer for the last).
+  int width(int s) const;
+  // Nearest codeword (L2) of each sub-vector of r.
+  void EncodePlain(const float* r, uint8_t* codes) const;
+  // Lowers the anisotropic loss of codes by coordinate descent over subspaces.
+  void RefineAnisotropic(const float* r, const float* x, uint8_t* codes) const;
+  void TrainSubspaceKMeans(const float* residuals, size_t n);
+  void TrainAnisotropic(const float* residuals, const float* points, size_t n);
+
+  int dim_;
+  int dsub_;
+  int m_;
+  PqOptions opt_;
+  std::vector<float> codebooks_;
+};
+
+}  // namespace scann

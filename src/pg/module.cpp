@@ -1,0 +1,12 @@
+// Module entry: magic block and one-time initialisation.
+#include "pg/scann_options.h"
+
+extern "C" {
+
+PG_MODULE_MAGIC;
+
+void _PG_init(void);
+
+void _PG_init(void) { scann::pg::InitOptions(); }
+
+}  // extern "C"

@@ -1,0 +1,402 @@
+// CREATE INDEX: count rows -> sample -> train centroids and codebooks -> assign and encode
+// every row (sorted by list in a tuplesort, so memory stays within maintenance_work_mem) ->
+// write the metapage, streams, directory and list chains -> WAL-log the whole range.
+#include "pg/scann_build.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "core/fastscan.h"
+#include "core/kmeans.h"
+#include "core/pq.h"
+#include "core/rng.h"
+#include "pg/scann_index.h"
+#include "pg/scann_list.h"
+#include "pg/scann_options.h"
+#include "pg/scann_vector.h"
+
+extern "C" {
+#include "access/tableam.h"
+#include "catalog/index.h"
+#include "catalog/pg_operator_d.h"
+#include "catalog/pg_type_d.h"
+#include "commands/progress.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/bufmgr.h"
+#include "utils/backend_progress.h"
+#include "utils/tuplesort.h"
+}
+
+namespace scann::pg {
+
+namespace {
+
+// Progress sub-phases reported in pg_stat_progress_create_index.
+enum BuildPhase : int64 {
+  kPhaseCount = 2,
+  kPhaseSample,
+  kPhaseTrain,
+  kPhaseEncode,
+  kPhaseSort,
+  kPhaseWrite,
+};
+
+// Fewer sampled rows than this leave the index untrained: it stores TIDs only and every
+// scan re-ranks all of them exactly.
+constexpr uint32 kMinTrainingRows = 100;
+constexpr uint64_t kSeed = 0x5ca11ab1e0f5ca1ull;
+constexpr int kKMeansIterations = 10;
+constexpr int kPqIterations = 8;
+
+struct BuildState {
+  Relation heap;
+  Relation index;
+  IndexInfo* index_info;
+  ForkNumber fork;
+  Metric metric;
+  int dims;
+  double rows;          // rows with a value (pass 1)
+  double indexed;       // rows encoded (pass 3)
+  MemoryContext row_cxt;
+
+  // Sampling (pass 2): reservoir of `sample_cap` rows.
+  float* sample;
+  uint32 sample_cap;
+  uint32 sample_rows;
+  double seen;
+  Rng* rng;
+
+  // Encoding (pass 3).
+  BuildOptions opts;
+  bool trained;
+  float* centroids;
+  ProductQuantizer* pq;
+  float* vec;
+  float* residual;
+  uint8_t* codes;
+  uint32 code_bytes;
+  Tuplesortstate* sort;
+};
+
+// Pass 1: rows to index, and the dimensions of the first one.
+void CountCallback(Relation index, ItemPointer tid, Datum* values, bool* isnull, bool alive,
+                   void* arg) {
+  BuildState* bs = static_cast<BuildState*>(arg);
+  if (isnull[0]) return;
+  if (bs->dims == 0) {
+    MemoryContext old = MemoryContextSwitchTo(bs->row_cxt);
+    ReadIndexVector(values[0], bs->metric, 0, tid, nullptr, &bs->dims);
+    MemoryContextSwitchTo(old);
+    MemoryContextReset(bs->row_cxt);
+  }
+  bs->rows += 1;
+}
+
+// Pass 2: reservoir sampling (Algorithm R) with our own seeded generator, so the same
+// table contents always train the same quantizers.
+void SampleCallback(Relation index, ItemPointer tid, Datum* values, bool* isnull, bool alive,
+                    void* arg) {
+  BuildState* bs = static_cast<BuildState*>(arg);
+  if (isnull[0]) return;
+  uint64 slot = bs->sample_rows < bs->sample_cap
+                    ? bs->sample_rows
+                    : bs->rng->Below(static_cast<uint64>(bs->seen) + 1);
+  bs->seen += 1;
+  if (slot >= bs->sample_cap) return;
+  MemoryContext old = MemoryContextSwitchTo(bs->row_cxt);
+  // A zero vector under cosine is not indexed, so it takes no slot either.
+  if (ReadIndexVector(values[0], bs->metric, bs->dims, tid, bs->vec, nullptr)) {
+    std::memcpy(bs->sample + size_t(slot) * bs->dims, bs->vec, sizeof(float) * bs->dims);
+    if (slot == bs->sample_rows) bs->sample_rows++;
+  }
+  MemoryContextSwitchTo(old);
+  MemoryContextReset(bs->row_cxt);
+  CHECK_FOR_INTERRUPTS();
+}
+
+// Sort key that orders bytea by (list, heap TID): big-endian list, block and offset.
+void PutSortKey(uint8_t* key, uint32 list, ItemPointer tid) {
+  BlockNumber blk = ItemPointerGetBlockNumber(tid);
+  OffsetNumber off = ItemPointerGetOffsetNumber(tid);
+  const uint8_t k[10] = {uint8_t(list >> 24), uint8_t(list >> 16), uint8_t(list >> 8),
+                         uint8_t(list),       uint8_t(blk >> 24),  uint8_t(blk >> 16),
+                         uint8_t(blk >> 8),   uint8_t(blk),        uint8_t(off >> 8),
+                         uint8_t(off)};
+  std::memcpy(key, k, sizeof(k));
+}
+
+constexpr size_t kSortKeyBytes = 10;
+
+// Pass 3: nearest centroid, codes, and a sort record for every row.
+void EncodeCallback(Relation index, ItemPointer tid, Datum* values, bool* isnull, bool alive,
+                    void* arg) {
+  BuildState* bs = static_cast<BuildState*>(arg);
+  if (isnull[0]) return;
+  MemoryContext old = MemoryContextSwitchTo(bs->row_cxt);
+  bool usable = ReadIndexVector(values[0], bs->metric, bs->dims, tid, bs->vec, nullptr);
+  if (usable) {
+    uint32 list = 0;
+    if (bs->trained) {
+      list = EncodeVector(bs->pq, bs->centroids, bs->opts.lists, bs->dims, bs->vec, bs->residual,
+                          bs->codes);
+    }
+    size_t len = VARHDRSZ + kSortKeyBytes + bs->code_bytes;
+    bytea* rec = static_cast<bytea*>(palloc(len));
+    SET_VARSIZE(rec, len);
+    uint8_t* p = reinterpret_cast<uint8_t*>(VARDATA(rec));
+    PutSortKey(p, list, tid);
+    std::memcpy(p + kSortKeyBytes, bs->codes, bs->code_bytes);
+    tuplesort_putdatum(bs->sort, PointerGetDatum(rec), false);
+    bs->indexed += 1;
+    pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, int64(bs->indexed));
+  }
+  MemoryContextSwitchTo(old);
+  MemoryContextReset(bs->row_cxt);
+}
+
+void CountRows(BuildState* bs) {
+  pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, kPhaseCount);
+  table_index_build_scan(bs->heap, bs->index, bs->index_info, false, true, CountCallback, bs,
+                         nullptr);
+}
+
+void SampleRows(BuildState* bs) {
+  pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, kPhaseSample);
+  bs->sample_cap = static_cast<uint32>(std::min<double>(bs->opts.sample, bs->rows));
+  bs->sample = static_cast<float*>(
+      MemoryContextAllocHuge(CurrentMemoryContext, sizeof(float) * std::max<size_t>(1, size_t(bs->sample_cap) * bs->dims)));
+  bs->rng = new (palloc(sizeof(Rng))) Rng(kSeed);  // trivially destructible
+  bs->vec = static_cast<float*>(palloc(sizeof(float) * bs->dims));
+  table_index_build_scan(bs->heap, bs->index, bs->index_info, false, true, SampleCallback, bs,
+                         nullptr);
+}
+
+// k-means centroids on the sample, then the product quantizer on the residuals.
+void Train(BuildState* bs) {
+  pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, kPhaseTrain);
+  const int dims = bs->dims;
+  const uint32 n = bs->sample_rows;
+  bs->opts.lists = Min(bs->opts.lists, n);
+  bs->centroids = static_cast<float*>(
+      MemoryContextAllocHuge(CurrentMemoryContext, sizeof(float) * size_t(bs->opts.lists) * dims));
+  PqOptions pq_opts;
+  pq_opts.dims_per_subspace = bs->opts.dims_per_subspace;
+  pq_opts.anisotropic = bs->opts.anisotropic_threshold > 0;
+  pq_opts.threshold = pq_opts.anisotropic ? bs->opts.anisotropic_threshold : 0.2f;
+  pq_opts.iterations = kPqIterations;
+  pq_opts.seed = kSeed;
+  pq_opts.check_interrupts = CheckInterrupts;
+  bs->pq = NewInContext<ProductQuantizer>(CurrentMemoryContext, dims, pq_opts);
+  CppGuard([&] {
+    KMeansOptions km;
+    km.iterations = kKMeansIterations;
+    km.seed = kSeed;
+    km.check_interrupts = CheckInterrupts;
+    TrainKMeans(bs->sample, n, dims, int(bs->opts.lists), km, bs->centroids);
+    std::vector<int32_t> assign(n);
+    AssignNearest(bs->sample, n, dims, bs->centroids, int(bs->opts.lists), assign.data());
+    std::vector<float> residuals(size_t(n) * dims);
+    for (uint32 i = 0; i < n; i++)
+      for (int j = 0; j < dims; j++)
+        residuals[size_t(i) * dims + j] =
+            bs->sample[size_t(i) * dims + j] - bs->centroids[size_t(assign[i]) * dims + j];
+    bs->pq->Train(residuals.data(), bs->sample, n);
+  });
+  pfree(bs->sample);
+  bs->sample = nullptr;
+}
+
+void EncodeRows(BuildState* bs) {
+  pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, kPhaseEncode);
+  pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_TOTAL, int64(bs->rows));
+  int dims = Max(bs->dims, 1);
+  if (bs->vec == nullptr) bs->vec = static_cast<float*>(palloc(sizeof(float) * dims));
+  bs->residual = static_cast<float*>(palloc(sizeof(float) * dims));
+  bs->codes = static_cast<uint8_t*>(palloc0(std::max<uint32>(bs->code_bytes, 1)));
+  bs->sort = tuplesort_begin_datum(BYTEAOID, ByteaLessOperator, InvalidOid, false,
+                                   maintenance_work_mem, nullptr, TUPLESORT_NONE);
+  table_index_build_scan(bs->heap, bs->index, bs->index_info, true, true, EncodeCallback, bs,
+                         nullptr);
+  pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, kPhaseSort);
+  tuplesort_performsort(bs->sort);
+}
+
+// Reads the sorted records back and appends them, 32 at a time, to their lists' chains.
+void WriteLists(BuildState* bs, const ScannMetaPage& meta, ScannListEntry* entries) {
+  pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, kPhaseWrite);
+  BlockPacker packer;
+  BlockPackerInit(&packer, meta);
+  ChainWriter writer;
+  int64 current = -1;
+  int64 written = 0;
+  Datum value;
+  bool isnull;
+  while (tuplesort_getdatum(bs->sort, true, &value, &isnull, nullptr)) {
+    const uint8_t* p = reinterpret_cast<const uint8_t*>(VARDATA_ANY(DatumGetPointer(value)));
+    uint32 list = (uint32(p[0]) << 24) | (uint32(p[1]) << 16) | (uint32(p[2]) << 8) | p[3];
+    ItemPointerData tid;
+    ItemPointerSet(&tid, (uint32(p[4]) << 24) | (uint32(p[5]) << 16) | (uint32(p[6]) << 8) | p[7],
+                   uint16((p[8] << 8) | p[9]));
+    if (int64(list) != current) {
+      if (current >= 0) FinishList(&packer, &writer, &entries[current]);
+      current = list;
+      ChainWriterInit(&writer, bs->index, bs->fork, meta.block_units);
+    }
+    if (BlockPackerAdd(&packer, &tid, p + kSortKeyBytes)) ChainWriterAppend(&writer, packer.block);
+    pfree(DatumGetPointer(value));
+    if (++written % 1024 == 0) {
+      pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, written);
+      CHECK_FOR_INTERRUPTS();
+    }
+  }
+  if (current >= 0) FinishList(&packer, &writer, &entries[current]);
+  tuplesort_end(bs->sort);
+}
+
+// Writes everything after block 0; returns the metapage to store there.
+ScannMetaPage WriteIndex(BuildState* bs) {
+  ScannMetaPage meta = {};
+  meta.magic = kScannMagic;
+  meta.version = kScannFormatVersion;
+  meta.dims = bs->dims;
+  meta.metric = uint16(bs->metric);
+  meta.variant = uint16(bs->opts.variant);
+  meta.lists = bs->opts.lists;
+  meta.dims_per_subspace = bs->opts.dims_per_subspace;
+  meta.subspaces = bs->trained ? bs->pq->num_subspaces() : 0;
+  meta.block_units = BlockUnits(meta.subspaces);
+  meta.trained = bs->trained;
+  meta.anisotropic_threshold = bs->opts.anisotropic_threshold;
+  meta.sample_rows = bs->sample_rows;
+  meta.build_rows = bs->indexed;
+
+  size_t centroid_bytes = bs->trained ? sizeof(float) * size_t(meta.lists) * meta.dims : 0;
+  size_t codebook_bytes = bs->trained ? sizeof(float) * bs->pq->codebook_floats() : 0;
+  meta.centroid_start = WriteStream(bs->index, bs->fork, bs->centroids, centroid_bytes,
+                                    &meta.centroid_pages);
+  meta.codebook_start = WriteStream(bs->index, bs->fork,
+                                    bs->trained ? bs->pq->codebooks() : nullptr, codebook_bytes,
+                                    &meta.codebook_pages);
+  ScannListEntry* entries = static_cast<ScannListEntry*>(
+      MemoryContextAllocHuge(CurrentMemoryContext, sizeof(ScannListEntry) * meta.lists));
+  for (uint32 i = 0; i < meta.lists; i++)
+    entries[i] = {InvalidBlockNumber, InvalidBlockNumber, InvalidBlockNumber, 0};
+  // The directory is written empty first so that it precedes the list pages, then filled.
+  meta.directory_start = WriteStream(bs->index, bs->fork, entries,
+                                     sizeof(ScannListEntry) * meta.lists, &meta.directory_pages);
+  if (bs->sort) WriteLists(bs, meta, entries);
+  WriteDirectory(bs->index, bs->fork, meta, entries);
+  return meta;
+}
+
+void WriteMetaPage(Relation index, ForkNumber fork, const ScannMetaPage& meta) {
+  Buffer buf = ReadBufferExtended(index, fork, kMetaBlock, RBM_NORMAL, nullptr);
+  LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+  Page page = BufferGetPage(buf);
+  *MetaPageData(page) = meta;
+  ((PageHeader)page)->pd_lower = MAXALIGN(SizeOfPageHeaderData) + sizeof(ScannMetaPage);
+  MarkBufferDirty(buf);
+  UnlockReleaseBuffer(buf);
+}
+
+void InitBuildState(BuildState* bs, Relation heap, Relation index, IndexInfo* info,
+                    ForkNumber fork) {
+  std::memset(bs, 0, sizeof(*bs));
+  bs->heap = heap;
+  bs->index = index;
+  bs->index_info = info;
+  bs->fork = fork;
+  bs->metric = IndexMetric(index);
+  bs->row_cxt = AllocSetContextCreate(CurrentMemoryContext, "scann build row",
+                                      ALLOCSET_DEFAULT_SIZES);
+}
+
+void BuildIndex(BuildState* bs) {
+  // Block 0 first, filled in last.
+  UnlockReleaseBuffer(NewPage(bs->index, bs->fork, PageType::kMeta));
+  if (bs->heap) {
+    CountRows(bs);
+    if (bs->rows > 0) {
+      bs->opts = ResolveBuildOptions(bs->index, bs->metric, bs->rows, bs->dims);
+      SampleRows(bs);
+    }
+  }
+  bs->trained = bs->sample_rows >= kMinTrainingRows;
+  if (bs->trained) {
+    Train(bs);
+    bs->code_bytes = bs->pq->num_subspaces();
+  } else {
+    bs->opts.lists = 1;
+    bs->opts.dims_per_subspace = bs->dims > 0 ? std::min<uint32>(std::max<uint32>(bs->opts.dims_per_subspace, 1), bs->dims) : 2;
+    bs->code_bytes = 0;
+  }
+  if (bs->heap && bs->rows > 0) EncodeRows(bs);
+  ScannMetaPage meta = WriteIndex(bs);
+  WriteMetaPage(bs->index, bs->fork, meta);
+  if (bs->fork == INIT_FORKNUM || RelationNeedsWAL(bs->index))
+    log_newpage_range(bs->index, bs->fork, 0,
+                      RelationGetNumberOfBlocksInFork(bs->index, bs->fork), true);
+  if (bs->heap && !bs->trained)
+    ereport(NOTICE,
+            (errmsg("scann index \"%s\" was built on %.0f rows, too few to train its quantizers",
+                    RelationGetRelationName(bs->index), bs->rows),
+             errdetail("Until it is rebuilt, every scan of it re-ranks all its rows exactly."),
+             errhint("REINDEX the index after loading data to make it fast.")));
+}
+
+}  // namespace
+
+IndexBuildResult* Build(Relation heap, Relation index, IndexInfo* index_info) {
+  if (RelationGetNumberOfBlocks(index) != 0)
+    elog(ERROR, "index \"%s\" already contains data", RelationGetRelationName(index));
+  MemoryContext build_cxt =
+      AllocSetContextCreate(CurrentMemoryContext, "scann build", ALLOCSET_DEFAULT_SIZES);
+  MemoryContext old = MemoryContextSwitchTo(build_cxt);
+  BuildState bs;
+  InitBuildState(&bs, heap, index, index_info, MAIN_FORKNUM);
+  BuildIndex(&bs);
+  IndexBuildResult* result = static_cast<IndexBuildResult*>(
+      MemoryContextAlloc(old, sizeof(IndexBuildResult)));
+  result->heap_tuples = bs.rows;
+  result->index_tuples = bs.indexed;
+  MemoryContextSwitchTo(old);
+  MemoryContextDelete(build_cxt);
+  return result;
+}
+
+void BuildEmpty(Relation index) {
+  MemoryContext build_cxt =
+      AllocSetContextCreate(CurrentMemoryContext, "scann build", ALLOCSET_DEFAULT_SIZES);
+  MemoryContext old = MemoryContextSwitchTo(build_cxt);
+  BuildState bs;
+  InitBuildState(&bs, nullptr, index, nullptr, INIT_FORKNUM);
+  BuildIndex(&bs);
+  MemoryContextSwitchTo(old);
+  MemoryContextDelete(build_cxt);
+}
+
+char* BuildPhaseName(int64 phase) {
+  switch (phase) {
+    case PROGRESS_CREATEIDX_SUBPHASE_INITIALIZE:
+      return const_cast<char*>("initializing");
+    case kPhaseCount:
+      return const_cast<char*>("counting rows");
+    case kPhaseSample:
+      return const_cast<char*>("sampling rows");
+    case kPhaseTrain:
+      return const_cast<char*>("training centroids and codebooks");
+    case kPhaseEncode:
+      return const_cast<char*>("assigning and encoding rows");
+    case kPhaseSort:
+      return const_cast<char*>("sorting rows by list");
+    case kPhaseWrite:
+      return const_cast<char*>("writing lists");
+    default:
+      return nullptr;
+  }
+}
+
+}  // namespace scann::pg

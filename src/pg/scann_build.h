@@ -1,0 +1,17 @@
+// CREATE INDEX for scann: ambuild and ambuildempty.
+#pragma once
+
+#include "pg/pg_headers.h"
+
+extern "C" {
+#include "access/amapi.h"
+#include "nodes/execnodes.h"
+}
+
+namespace scann::pg {
+
+IndexBuildResult* Build(Relation heap, Relation index, IndexInfo* index_info);
+void BuildEmpty(Relation index);
+char* BuildPhaseName(int64 phase);
+
+}  // namespace scann::pg

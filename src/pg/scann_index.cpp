@@ -1,0 +1,156 @@
+#include "pg/scann_index.h"
+
+#include <cstring>
+
+#include "pg/scann_options.h"
+
+extern "C" {
+#include "access/relation.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "utils/memutils.h"
+}
+
+namespace scann::pg {
+
+void InitPage(Page page, PageType type) {
+  PageInit(page, BLCKSZ, sizeof(ScannPageOpaque));
+  ScannPageOpaque* opaque = PageOpaque(page);
+  opaque->next = InvalidBlockNumber;
+  opaque->type = static_cast<uint16>(type);
+  opaque->page_id = kScannPageId;
+}
+
+Buffer NewPage(Relation index, ForkNumber fork, PageType type) {
+  // Extension lock: concurrent inserts may extend the same index.
+  bool need_lock = !RELATION_IS_LOCAL(index) || fork == INIT_FORKNUM;
+  if (need_lock) LockRelationForExtension(index, ExclusiveLock);
+  Buffer buf = ReadBufferExtended(index, fork, P_NEW, RBM_NORMAL, nullptr);
+  LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+  if (need_lock) UnlockRelationForExtension(index, ExclusiveLock);
+  InitPage(BufferGetPage(buf), type);
+  return buf;
+}
+
+BlockNumber WriteStream(Relation index, ForkNumber fork, const void* data, size_t bytes,
+                        uint32* pages) {
+  const char* src = static_cast<const char*>(data);
+  BlockNumber first = InvalidBlockNumber;
+  Buffer prev = InvalidBuffer;
+  *pages = 0;
+  do {
+    Buffer buf = NewPage(index, fork, PageType::kStream);
+    Page page = BufferGetPage(buf);
+    size_t chunk = Min(bytes, kPagePayload);
+    if (chunk > 0) std::memcpy(PagePayload(page), src, chunk);
+    ((PageHeader)page)->pd_lower += chunk;
+    src += chunk;
+    bytes -= chunk;
+    if (first == InvalidBlockNumber) first = BufferGetBlockNumber(buf);
+    if (BufferIsValid(prev)) {
+      PageOpaque(BufferGetPage(prev))->next = BufferGetBlockNumber(buf);
+      MarkBufferDirty(prev);
+      UnlockReleaseBuffer(prev);
+    }
+    prev = buf;
+    (*pages)++;
+  } while (bytes > 0);
+  MarkBufferDirty(prev);
+  UnlockReleaseBuffer(prev);
+  return first;
+}
+
+void ReadStream(Relation index, BlockNumber start, void* out, size_t bytes) {
+  char* dst = static_cast<char*>(out);
+  BlockNumber blkno = start;
+  while (bytes > 0) {
+    if (blkno == InvalidBlockNumber)
+      ereport(ERROR, (errcode(ERRCODE_INDEX_CORRUPTED),
+                      errmsg("scann index \"%s\" has a truncated stream", RelationGetRelationName(index))));
+    Buffer buf = ReadBuffer(index, blkno);
+    LockBuffer(buf, BUFFER_LOCK_SHARE);
+    Page page = BufferGetPage(buf);
+    size_t chunk = Min(bytes, kPagePayload);
+    std::memcpy(dst, PagePayload(page), chunk);
+    blkno = PageOpaque(page)->next;
+    UnlockReleaseBuffer(buf);
+    dst += chunk;
+    bytes -= chunk;
+  }
+}
+
+ScannMetaPage ReadMetaPage(Relation index) {
+  Buffer buf = ReadBuffer(index, kMetaBlock);
+  LockBuffer(buf, BUFFER_LOCK_SHARE);
+  ScannMetaPage meta = *MetaPageData(BufferGetPage(buf));
+  UnlockReleaseBuffer(buf);
+  if (meta.magic != kScannMagic)
+    ereport(ERROR, (errcode(ERRCODE_INDEX_CORRUPTED),
+                    errmsg("\"%s\" is not a scann index", RelationGetRelationName(index))));
+  if (meta.version != kScannFormatVersion)
+    ereport(ERROR, (errcode(ERRCODE_INDEX_CORRUPTED),
+                    errmsg("scann index \"%s\" has format version %u, expected %u",
+                           RelationGetRelationName(index), meta.version, kScannFormatVersion),
+                    errhint("REINDEX the index.")));
+  return meta;
+}
+
+const IndexState* GetIndexState(Relation index) {
+  if (index->rd_amcache) return static_cast<const IndexState*>(index->rd_amcache);
+  ScannMetaPage meta = ReadMetaPage(index);
+  size_t centroid_floats = size_t(meta.lists) * meta.dims;
+  size_t codebook_floats = size_t(meta.subspaces) * 16 * meta.dims_per_subspace;
+  char* mem = static_cast<char*>(MemoryContextAllocHuge(
+      index->rd_indexcxt,
+      MAXALIGN(sizeof(IndexState)) + (centroid_floats + codebook_floats) * sizeof(float)));
+  IndexState* state = reinterpret_cast<IndexState*>(mem);
+  float* centroids = reinterpret_cast<float*>(mem + MAXALIGN(sizeof(IndexState)));
+  float* codebooks = centroids + centroid_floats;
+  ReadStream(index, meta.centroid_start, centroids, centroid_floats * sizeof(float));
+  ReadStream(index, meta.codebook_start, codebooks, codebook_floats * sizeof(float));
+  state->meta = meta;
+  state->centroids = centroids;
+  state->codebooks = codebooks;
+  index->rd_amcache = state;
+  return state;
+}
+
+ScannListEntry ReadListEntry(Relation index, const ScannMetaPage& meta, uint32 list) {
+  Buffer buf = ReadBuffer(index, ListEntryBlock(meta, list));
+  LockBuffer(buf, BUFFER_LOCK_SHARE);
+  ScannListEntry entry = *ListEntryIn(BufferGetPage(buf), list);
+  UnlockReleaseBuffer(buf);
+  return entry;
+}
+
+namespace detail {
+
+namespace {
+struct Deleter {
+  MemoryContextCallback callback;
+  void (*deleter)(void*);
+  void* object;
+};
+
+void RunDeleter(void* arg) {
+  Deleter* d = static_cast<Deleter*>(arg);
+  d->deleter(d->object);
+}
+}  // namespace
+
+void* PrepareDeleter(MemoryContext context) {
+  return MemoryContextAllocZero(context, sizeof(Deleter));
+}
+
+void ArmDeleter(MemoryContext context, void* prepared, void (*deleter)(void*), void* object) {
+  Deleter* d = static_cast<Deleter*>(prepared);
+  d->deleter = deleter;
+  d->object = object;
+  d->callback.func = RunDeleter;
+  d->callback.arg = d;
+  MemoryContextRegisterResetCallback(context, &d->callback);
+}
+
+}  // namespace detail
+
+}  // namespace scann::pg

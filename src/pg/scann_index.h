@@ -1,0 +1,108 @@
+// Shared machinery of the scann access method: the cached per-index state, page
+// allocation, streams of floats over consecutive pages, WAL helpers, and C++ objects owned
+// by PostgreSQL memory contexts.
+#pragma once
+
+#include <new>
+#include <utility>
+
+#include "pg/guard.h"
+#include "pg/scann_page.h"
+
+extern "C" {
+#include "access/generic_xlog.h"
+#include "storage/bufmgr.h"
+#include "utils/rel.h"
+}
+
+namespace scann::pg {
+
+// What every operation needs to know of an index, read once from its metapage and
+// streams and cached in rd_amcache (plain palloc memory: trivially destructible).
+struct IndexState {
+  ScannMetaPage meta;
+  const float* centroids;  // lists x dims
+  const float* codebooks;  // subspaces x 16 x dims_per_subspace
+};
+
+// The cached state of an index (built on first use after each relcache load).
+const IndexState* GetIndexState(Relation index);
+
+// Metric from the operator class's support function 1 (the exact distance function).
+Metric IndexMetric(Relation index);
+
+// A new page at the end of `fork`, initialised as `type`, returned exclusively locked.
+Buffer NewPage(Relation index, ForkNumber fork, PageType type);
+
+// Initialises a page image (build and GenericXLog images alike).
+void InitPage(Page page, PageType type);
+
+// Writes `bytes` bytes as a stream over consecutive new pages of `fork`; returns the first
+// block and sets *pages.  Build only (the pages are WAL-logged by the caller's newpage range).
+BlockNumber WriteStream(Relation index, ForkNumber fork, const void* data, size_t bytes,
+                        uint32* pages);
+
+// Reads `bytes` bytes of the stream starting at `start` into out.
+void ReadStream(Relation index, BlockNumber start, void* out, size_t bytes);
+
+// Reads the metapage, checking magic and version.
+ScannMetaPage ReadMetaPage(Relation index);
+
+// Directory entry of one list, read under a share lock.
+ScannListEntry ReadListEntry(Relation index, const ScannMetaPage& meta, uint32 list);
+
+// Applies `update` to one list's directory entry under an exclusive lock, WAL-logged.
+template <typename Update>
+void UpdateListEntry(Relation index, const ScannMetaPage& meta, uint32 list, Update update);
+
+// Location of a list's directory entry.
+inline BlockNumber ListEntryBlock(const ScannMetaPage& meta, uint32 list) {
+  return meta.directory_start + list / kEntriesPerPage;
+}
+inline ScannListEntry* ListEntryIn(Page page, uint32 list) {
+  return reinterpret_cast<ScannListEntry*>(PagePayload(page)) + list % kEntriesPerPage;
+}
+
+// Units used on a list page, and marking them used.
+inline uint32 PageUnits(Page page) {
+  return (((PageHeader)page)->pd_lower - MAXALIGN(SizeOfPageHeaderData)) / kUnitBytes;
+}
+inline void SetPageUnits(Page page, uint32 units) {
+  ((PageHeader)page)->pd_lower = MAXALIGN(SizeOfPageHeaderData) + units * kUnitBytes;
+}
+inline uint8_t* PageUnit(Page page, uint32 unit) {
+  return reinterpret_cast<uint8_t*>(PagePayload(page)) + size_t(unit) * kUnitBytes;
+}
+
+// Creates a T with `new` inside CppGuard and ties its lifetime to `context`: the object is
+// deleted when the context is reset or deleted, including during error cleanup, so C++
+// objects held by PostgreSQL-style code never leak.
+template <typename T, typename... Args>
+T* NewInContext(MemoryContext context, Args&&... args);
+
+namespace detail {
+// The callback record is allocated before the object so that arming it cannot fail.
+void* PrepareDeleter(MemoryContext context);
+void ArmDeleter(MemoryContext context, void* prepared, void (*deleter)(void*), void* object);
+}  // namespace detail
+
+template <typename T, typename... Args>
+T* NewInContext(MemoryContext context, Args&&... args) {
+  void* prepared = detail::PrepareDeleter(context);
+  T* object = CppGuard([&] { return new T(std::forward<Args>(args)...); });
+  detail::ArmDeleter(context, prepared, [](void* p) { delete static_cast<T*>(p); }, object);
+  return object;
+}
+
+template <typename Update>
+void UpdateListEntry(Relation index, const ScannMetaPage& meta, uint32 list, Update update) {
+  Buffer buf = ReadBuffer(index, ListEntryBlock(meta, list));
+  LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+  GenericXLogState* state = GenericXLogStart(index);
+  Page page = GenericXLogRegisterBuffer(state, buf, 0);
+  update(ListEntryIn(page, list));
+  GenericXLogFinish(state);
+  UnlockReleaseBuffer(buf);
+}
+
+}  // namespace scann::pg

@@ -1,0 +1,57 @@
+// List chains: packing 32-vector blocks, writing chains at build, adding one vector to a
+// list (insert), and the arithmetic of where a block's units lie.
+#pragma once
+
+#include "core/pq.h"
+#include "pg/scann_index.h"
+
+namespace scann::pg {
+
+// Collects up to 32 (TID, codes) pairs and packs them into one block image.
+struct BlockPacker {
+  uint32 subspaces;
+  uint32 block_units;
+  int count;
+  ItemPointerData tids[32];
+  uint8_t* codes;  // 32 x subspaces, one code per byte
+  uint8_t* block;  // block_units x 32 bytes
+};
+
+void BlockPackerInit(BlockPacker* packer, const ScannMetaPage& meta);
+// Adds one pair; true when the block is full and packed into packer->block.
+bool BlockPackerAdd(BlockPacker* packer, ItemPointer tid, const uint8_t* codes);
+
+// Appends block images to one list's chain during build (pages logged by the caller).
+struct ChainWriter {
+  Relation index;
+  ForkNumber fork;
+  uint32 block_units;
+  Buffer current;
+  BlockNumber first;
+  BlockNumber last_home;  // home page of the last block
+  uint32 blocks;
+};
+
+void ChainWriterInit(ChainWriter* writer, Relation index, ForkNumber fork, uint32 block_units);
+void ChainWriterAppend(ChainWriter* writer, const uint8_t* block);
+// Flushes a partial block, releases the last page and fills the list's directory entry.
+void FinishList(BlockPacker* packer, ChainWriter* writer, ScannListEntry* entry);
+// Overwrites the directory stream written at build with the final entries.
+void WriteDirectory(Relation index, ForkNumber fork, const ScannMetaPage& meta,
+                    const ScannListEntry* entries);
+
+// Nearest centroid of vec and the codes of its residual; returns the list.
+uint32 EncodeVector(const ProductQuantizer* pq, const float* centroids, uint32 lists, int dims,
+                    const float* vec, float* residual, uint8_t* codes);
+
+// Adds one vector (its codes, one byte per subspace) to a list, WAL-logged, following the
+// locking protocol of scann_page.h.
+void InsertIntoList(Relation index, const ScannMetaPage& meta, uint32 list, ItemPointer tid,
+                    const uint8_t* codes);
+
+// The TID of slot `slot` in a block starting at `block` (its first unit).
+inline ItemPointer SlotTid(uint8_t* block, int slot) {
+  return reinterpret_cast<ItemPointer>(block + slot * kTidBytes);
+}
+
+}  // namespace scann::pg

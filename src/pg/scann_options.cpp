@@ -1,0 +1,138 @@
+#include "pg/scann_options.h"
+
+#include <cmath>
+#include <cstring>
+
+extern "C" {
+#include "access/reloptions.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+#include "utils/rel.h"
+}
+
+extern "C" {
+Datum scann_l2_distance(PG_FUNCTION_ARGS);
+Datum scann_negative_inner_product(PG_FUNCTION_ARGS);
+Datum scann_cosine_distance(PG_FUNCTION_ARGS);
+}
+
+namespace scann::pg {
+
+int g_nprobe = 10;
+int g_reorder = 100;
+int g_max_probes = -1;
+
+namespace {
+
+relopt_kind g_relopt_kind;
+
+constexpr int kMaxLists = 1000000;
+constexpr int kMaxDimsPerSubspace = 64;
+constexpr int kMaxSample = 10000000;
+// Rows of training per list, and the floor of the default sample.
+constexpr int kSamplePerList = 64;
+constexpr int kMinDefaultSample = 10000;
+
+void ValidateVariant(const char* value) {
+  if (value == nullptr || std::strcmp(value, "ivf") == 0) return;
+  if (std::strcmp(value, "annoy") == 0 || std::strcmp(value, "vamana") == 0)
+    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                    errmsg("scann variant \"%s\" is not available yet", value),
+                    errhint("Use variant = 'ivf'.")));
+  ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                  errmsg("invalid value for scann option \"variant\": \"%s\"", value),
+                  errdetail("Expected \"ivf\".")));
+}
+
+void DefineGucs() {
+  DefineCustomIntVariable("scann.nprobe", "Number of lists (partitions) a scann scan searches.",
+                          "Higher values raise recall and cost time.", &g_nprobe, 10, 1,
+                          kMaxLists, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+  DefineCustomIntVariable(
+      "scann.reorder", "Number of candidates a scann scan re-ranks with exact distances.",
+      "0 returns rows in the approximate order of their codes, without re-ranking.",
+      &g_reorder, 100, 0, 1000000, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+  DefineCustomIntVariable(
+      "scann.max_probes",
+      "Lists a scann scan may search in all when the executor keeps asking for rows.",
+      "A WHERE clause that rejects rows, or a LIMIT above scann.reorder, makes the scan go "
+      "on past scann.nprobe lists, up to this bound; -1 means all lists.",
+      &g_max_probes, -1, -1, kMaxLists, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+  MarkGUCPrefixReserved("scann");
+}
+
+}  // namespace
+
+void InitOptions() {
+  g_relopt_kind = add_reloption_kind();
+  add_int_reloption(g_relopt_kind, "lists",
+                    "Number of IVF lists (k-means partitions); 0 chooses about sqrt(rows)", 0, 0,
+                    kMaxLists, AccessExclusiveLock);
+  add_int_reloption(g_relopt_kind, "dims_per_subspace",
+                    "Dimensions encoded by each 4-bit product-quantization subspace", 2, 1,
+                    kMaxDimsPerSubspace, AccessExclusiveLock);
+  add_int_reloption(g_relopt_kind, "sample", "Rows sampled to train the quantizers; 0 chooses",
+                    0, 0, kMaxSample, AccessExclusiveLock);
+  add_real_reloption(g_relopt_kind, "anisotropic_threshold",
+                     "ScaNN's score-aware threshold T for ip and cosine (0 disables)", 0.2, 0.0,
+                     1000.0, AccessExclusiveLock);
+  add_string_reloption(g_relopt_kind, "variant", "Partitioner: ivf", "ivf", ValidateVariant,
+                       AccessExclusiveLock);
+  DefineGucs();
+}
+
+bytea* ParseRelOptions(Datum reloptions, bool validate) {
+  static const relopt_parse_elt table[] = {
+      {"lists", RELOPT_TYPE_INT, offsetof(ScannRelOptions, lists)},
+      {"dims_per_subspace", RELOPT_TYPE_INT, offsetof(ScannRelOptions, dims_per_subspace)},
+      {"sample", RELOPT_TYPE_INT, offsetof(ScannRelOptions, sample)},
+      {"anisotropic_threshold", RELOPT_TYPE_REAL,
+       offsetof(ScannRelOptions, anisotropic_threshold)},
+      {"variant", RELOPT_TYPE_STRING, offsetof(ScannRelOptions, variant_offset)},
+  };
+  return static_cast<bytea*>(build_reloptions(reloptions, validate, g_relopt_kind,
+                                              sizeof(ScannRelOptions), table, lengthof(table)));
+}
+
+BuildOptions ResolveBuildOptions(Relation index, Metric metric, double rows, int dims) {
+  const ScannRelOptions* rel = reinterpret_cast<const ScannRelOptions*>(index->rd_options);
+  BuildOptions out;
+  out.variant = Variant::kIvf;
+  out.dims_per_subspace = rel ? rel->dims_per_subspace : 2;
+  if (out.dims_per_subspace > static_cast<uint32>(dims)) out.dims_per_subspace = dims;
+  out.anisotropic_threshold =
+      metric == Metric::kL2 ? 0.0f : static_cast<float>(rel ? rel->anisotropic_threshold : 0.2);
+
+  int lists = rel ? rel->lists : 0;
+  if (lists == 0) lists = static_cast<int>(std::lround(std::sqrt(Max(rows, 1.0))));
+  out.lists = Max(lists, 1);
+
+  int sample = rel ? rel->sample : 0;
+  if (sample == 0) sample = Max(kMinDefaultSample, kSamplePerList * lists);
+  // Training keeps the sample and its residuals in memory: stay within maintenance_work_mem.
+  double budget_rows = (double(maintenance_work_mem) * 1024.0) / (2.0 * sizeof(float) * dims);
+  if (sample > budget_rows) {
+    ereport(NOTICE, (errmsg("scann sample reduced from %d to %d rows to fit maintenance_work_mem",
+                            sample, int(budget_rows)),
+                     errhint("Raise maintenance_work_mem to train on more rows.")));
+    sample = Max(int(budget_rows), 1);
+  }
+  out.sample = sample;
+  return out;
+}
+
+Metric IndexMetric(Relation index) {
+  FmgrInfo* proc = index_getprocinfo(index, 1, 1);
+  if (proc->fn_addr == scann_l2_distance) return Metric::kL2;
+  if (proc->fn_addr == scann_negative_inner_product) return Metric::kInnerProduct;
+  if (proc->fn_addr == scann_cosine_distance) return Metric::kCosine;
+  ereport(ERROR, (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+                  errmsg("scann operator class of index \"%s\" has an unknown distance function",
+                         RelationGetRelationName(index)),
+                  errdetail("Support function 1 must be l2_distance, negative_inner_product or "
+                            "cosine_distance.")));
+  pg_unreachable();
+}
+
+}  // namespace scann::pg

@@ -1,0 +1,49 @@
+// CREATE INDEX options (reloptions), the scan GUCs, and the values a build resolves from
+// them (defaults that depend on the table and the metric).
+#pragma once
+
+#include "pg/scann_page.h"
+
+extern "C" {
+#include "utils/relcache.h"
+}
+
+namespace scann::pg {
+
+// The reloptions varlena (WITH (...) of CREATE INDEX).
+struct ScannRelOptions {
+  int32 vl_len_;
+  int lists;                     // 0: about sqrt(rows), chosen at build
+  int dims_per_subspace;         // dimensions per 4-bit subspace
+  int sample;                    // training rows; 0: chosen at build
+  double anisotropic_threshold;  // ScaNN's T for ip/cosine; 0 disables
+  int variant_offset;            // string option "variant"
+};
+
+// GUCs.
+extern int g_nprobe;      // scann.nprobe
+extern int g_reorder;     // scann.reorder
+extern int g_max_probes;  // scann.max_probes: -1 = all lists
+
+// Registers the reloption kind and the GUCs (from _PG_init).
+void InitOptions();
+
+// amoptions.
+bytea* ParseRelOptions(Datum reloptions, bool validate);
+
+// The options of one build, after defaults and bounds.
+struct BuildOptions {
+  uint32 lists;
+  uint32 dims_per_subspace;
+  uint32 sample;
+  float anisotropic_threshold;
+  Variant variant;
+};
+
+// Resolves options for a build over an estimated `rows` rows of `dims` dimensions.
+BuildOptions ResolveBuildOptions(Relation index, Metric metric, double rows, int dims);
+
+// The metric of an index, from its operator class's support function 1.
+Metric IndexMetric(Relation index);
+
+}  // namespace scann::pg

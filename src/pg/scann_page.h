@@ -1,0 +1,138 @@
+// The on-disk format of a scann index: every page, every struct, and the locking protocol.
+//
+// Block 0 is the metapage.  It is followed by the centroid stream (lists x dims floats),
+// the codebook stream (the product quantizer's subspaces x 16 x dims_per_subspace floats)
+// and the list directory (one ScannListEntry per list), each on consecutive pages written
+// once at build.  List pages come after them, one chain per list linked by `next`.
+//
+// A list holds 32-vector FastScan blocks.  A block is S = kTidUnits + pairs 32-byte units:
+// the 32 slots' heap TIDs (6 bytes each, 192 bytes = 6 units), then the packed 4-bit codes,
+// one unit per pair of subspaces (src/core/fastscan.h).  A free slot has an invalid TID
+// (all zero bytes); its code bytes mean nothing.  When S fits in a page, a page holds
+// floor(kUnitsPerPage / S) whole blocks; otherwise one block spans ceil(S / kUnitsPerPage)
+// consecutive pages of the chain: the first (its "home") holds the TIDs and the first
+// codes, the following pages only codes.
+//
+// Locking protocol (all through the buffer manager, WAL through GenericXLog):
+//  * Scans take a share lock on one list page at a time, score it, and release it; they
+//    hold no lock across pages.  A multi-page block is scored from its home page's TIDs and
+//    every page's codes; a slot freed and reused between those reads only mis-scores a
+//    dead TID, which the heap fetch with the scan's MVCC snapshot then rejects.
+//  * Inserts lock the home page of the block they fill exclusively for the whole insert,
+//    write the slot's codes on later pages first and its TID last, so a crash or a
+//    concurrent scan never sees a valid TID with half-written codes.  Inserts and VACUUM
+//    lock list pages in chain order and the directory page after any list page, never the
+//    other way round, so they cannot deadlock.
+//  * New pages are added at a chain's tail only, under the tail page's exclusive lock and
+//    the relation extension lock; the directory's `last` is a hint that may lag behind the
+//    real tail, which inserts reach by following `next`.
+//  * VACUUM marks dead slots free (invalid TID) under the home page's exclusive lock; inserts
+//    reuse free slots starting from the directory's `insert_hint`.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "pg/pg_headers.h"
+
+extern "C" {
+#include "storage/block.h"
+#include "storage/bufpage.h"
+#include "storage/itemptr.h"
+}
+
+namespace scann::pg {
+
+inline constexpr uint32 kScannMagic = 0x5CA770AB;
+inline constexpr uint32 kScannFormatVersion = 1;
+inline constexpr uint16 kScannPageId = 0xFF85;  // last two bytes of every page, for tools
+
+inline constexpr BlockNumber kMetaBlock = 0;
+
+// kList pages hold block starts; kListContinuation pages hold the later codes of a block
+// that spans pages.
+enum class PageType : uint16 { kMeta = 1, kStream = 2, kList = 4, kListContinuation = 5 };
+
+enum class Metric : uint16 { kL2 = 1, kInnerProduct = 2, kCosine = 3 };
+
+enum class Variant : uint16 { kIvf = 1 };
+
+// The special space of every page.
+struct ScannPageOpaque {
+  BlockNumber next;  // next page of the same chain or stream; InvalidBlockNumber at the end
+  uint16 type;       // PageType
+  uint16 page_id;    // kScannPageId
+};
+
+// Block 0.  Options are frozen here at build for the life of the index.
+struct ScannMetaPage {
+  uint32 magic;
+  uint32 version;
+  uint32 dims;
+  uint16 metric;   // Metric
+  uint16 variant;  // Variant
+  uint32 lists;
+  uint32 dims_per_subspace;
+  uint32 subspaces;
+  uint32 block_units;    // S: units of one 32-vector block
+  uint32 trained;        // 0: built on too few rows; every scan re-ranks everything exactly
+  float anisotropic_threshold;
+  uint32 sample_rows;    // rows the quantizers were trained on
+  double build_rows;     // rows indexed at build
+  BlockNumber centroid_start;
+  BlockNumber codebook_start;
+  BlockNumber directory_start;
+  uint32 centroid_pages;
+  uint32 codebook_pages;
+  uint32 directory_pages;
+};
+
+// One list's entry in the directory.
+struct ScannListEntry {
+  BlockNumber first;        // first page of the chain, InvalidBlockNumber while empty
+  BlockNumber last;         // a page at or before the tail (hint; follow `next`)
+  BlockNumber insert_hint;  // no free slot lies before this page (hint)
+  uint32 blocks;            // 32-vector blocks in the chain
+};
+
+inline constexpr size_t kUnitBytes = 32;
+inline constexpr size_t kTidBytes = sizeof(ItemPointerData);
+inline constexpr uint32 kTidUnits = (32 * kTidBytes) / kUnitBytes;
+inline constexpr size_t kPagePayload =
+    BLCKSZ - MAXALIGN(SizeOfPageHeaderData) - MAXALIGN(sizeof(ScannPageOpaque));
+inline constexpr uint32 kUnitsPerPage = kPagePayload / kUnitBytes;
+inline constexpr uint32 kEntriesPerPage = kPagePayload / sizeof(ScannListEntry);
+
+static_assert(kPagePayload % sizeof(ScannListEntry) == 0, "directory pages hold whole entries");
+static_assert(kTidBytes == 6, "heap TIDs are 6 bytes on disk");
+static_assert(32 * kTidBytes == kTidUnits * kUnitBytes, "32 TIDs fill whole units");
+static_assert(sizeof(ScannPageOpaque) == 8, "page opaque layout is part of the format");
+static_assert(sizeof(ScannListEntry) == 16, "directory entry layout is part of the format");
+static_assert(sizeof(ScannMetaPage) == 80, "metapage layout is part of the format");
+static_assert(sizeof(ScannMetaPage) <= kPagePayload, "metapage fits in a page");
+static_assert(kUnitsPerPage >= kTidUnits + 1, "a page holds a block's TIDs and some codes");
+
+// Units of one block of a list whose codes have `subspaces` 4-bit subspaces.
+inline uint32 BlockUnits(uint32 subspaces) { return kTidUnits + (subspaces + 1) / 2; }
+
+// Whole blocks per page when a block fits in a page; 0 when a block spans pages.
+inline uint32 BlocksPerPage(uint32 block_units) {
+  return block_units <= kUnitsPerPage ? kUnitsPerPage / block_units : 0;
+}
+
+// Pages one block spans when it does not fit in a page.
+inline uint32 PagesPerBlock(uint32 block_units) {
+  return (block_units + kUnitsPerPage - 1) / kUnitsPerPage;
+}
+
+inline ScannPageOpaque* PageOpaque(Page page) {
+  return reinterpret_cast<ScannPageOpaque*>(PageGetSpecialPointer(page));
+}
+
+inline char* PagePayload(Page page) { return PageGetContents(page); }
+
+inline ScannMetaPage* MetaPageData(Page page) {
+  return reinterpret_cast<ScannMetaPage*>(PagePayload(page));
+}
+
+}  // namespace scann::pg

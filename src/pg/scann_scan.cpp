@@ -1,0 +1,513 @@
+// The search pipeline of one query:
+//   rank the lists by centroid distance -> probe them a "ring" of scann.nprobe lists at a
+//   time -> FastScan every block of the ring's lists against uint8 lookup tables, keeping
+//   the best scann.reorder candidates (a SIMD threshold test rejects the rest) -> fetch
+//   the candidates' heap tuples in block order, compute exact distances, sort -> return.
+// When the executor asks for more, the next batch takes the next-best candidates of the
+// same ring (those ranked after the last one taken), then the next ring of lists, up to
+// scann.max_probes lists.  Every batch is in exact order; batches follow each other in
+// approximate order.
+#include "pg/scann_scan.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/distance.h"
+#include "core/fastscan.h"
+#include "core/kmeans.h"
+#include "core/pq.h"
+#include "core/topk.h"
+#include "pg/scann_index.h"
+#include "pg/scann_list.h"
+#include "pg/scann_options.h"
+#include "pg/scann_vector.h"
+#include "pg/vector_arg.h"
+
+extern "C" {
+#include "access/tableam.h"
+#include "catalog/index.h"
+#include "executor/executor.h"
+#include "executor/tuptable.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/float.h"
+}
+
+namespace scann::pg {
+
+namespace {
+
+struct Result {
+  ItemPointerData tid;
+  double distance;
+};
+
+struct ScanState {
+  // A copy of the metapage; centroids and codebooks are looked up through GetIndexState()
+  // at each use, because a relcache flush (possible whenever a heap fetch takes a lock, as
+  // detoasting does) frees the cached state.
+  ScannMetaPage meta;
+  Relation index;
+  Metric metric;
+  int dims;
+  bool has_query;
+  float* query;      // as given (exact distances)
+  float* query_pq;   // normalized for cosine (what the codes approximate)
+  int nprobe;
+  int reorder;       // 0: approximate order, no heap fetches
+  uint32 probe_limit;
+
+  // Lists ranked by centroid distance; the current ring is ranked[ring_begin, ring_end).
+  int32* ranked;
+  uint32 ring_begin;
+  uint32 ring_end;
+  bool ring_open;
+  bool ring_done;  // the last batch took every remaining candidate of the ring
+  bool exhausted;
+
+  // Lookup tables of the ring (one per list for L2, one shared for ip and cosine).
+  ProductQuantizer* pq;
+  float* luts;
+  uint8_t* qluts;
+  float* offsets;
+  float scale;
+  bool shared_lut;
+
+  // Candidates of the current batch, and where the last batch ended.
+  TopK* topk;
+  uint32 batch;
+  bool has_floor;
+  float floor_score;
+  uint64 floor_id;
+  uint16* scores;
+  uint32* selected;
+
+  Result* results;
+  int nresults;
+  int next_result;
+
+  IndexFetchTableData* fetch;
+  TupleTableSlot* slot;
+  EState* estate;
+  IndexInfo* index_info;  // for expression indexes
+  MemoryContext base_cxt;  // lives as long as the scan
+  MemoryContext scan_cxt;  // reset by every rescan
+  MemoryContext tuple_cxt;
+};
+
+uint64 TidToId(ItemPointer tid) {
+  return (uint64(ItemPointerGetBlockNumber(tid)) << 16) | ItemPointerGetOffsetNumber(tid);
+}
+
+void IdToTid(uint64 id, ItemPointer tid) {
+  ItemPointerSet(tid, BlockNumber(id >> 16), OffsetNumber(id & 0xFFFF));
+}
+
+// Exact distance of a stored vector to the query, in the operator's own units.
+double ExactDistance(const ScanState* so, const float* v) {
+  const DistanceKernels& k = Distances();
+  switch (so->metric) {
+    case Metric::kL2:
+      return std::sqrt(double(k.l2_squared(so->query, v, so->dims)));
+    case Metric::kInnerProduct:
+      return -double(k.inner_product(so->query, v, so->dims));
+    case Metric::kCosine: {
+      float parts[3];
+      k.cosine_parts(so->query, v, so->dims, parts);
+      return CosineDistanceFromParts(parts);
+    }
+  }
+  return 0;
+}
+
+// An approximate score (what the codes give) in the operator's units, for scann.reorder = 0.
+double ApproximateDistance(const ScanState* so, float score) {
+  switch (so->metric) {
+    case Metric::kL2:
+      return std::sqrt(Max(double(score), 0.0));
+    case Metric::kInnerProduct:
+      return score;
+    case Metric::kCosine:
+      return 1.0 + score;
+  }
+  return score;
+}
+
+// Ranks every list by the distance of its centroid to the query (an untrained index has
+// a single list).
+void RankLists(ScanState* so) {
+  const ScannMetaPage& meta = so->meta;
+  so->ranked = static_cast<int32*>(palloc(sizeof(int32) * meta.lists));
+  if (!meta.trained) {
+    so->ranked[0] = 0;
+    return;
+  }
+  float* scratch = static_cast<float*>(palloc(sizeof(float) * meta.lists));
+  CppGuard([&] {
+    NearestCentroids(so->query_pq, GetIndexState(so->index)->centroids, int(meta.lists), so->dims,
+                     int(so->probe_limit), so->ranked, scratch);
+  });
+  pfree(scratch);
+}
+
+// Float and uint8 lookup tables for the lists of the current ring.
+void BuildRingLuts(ScanState* so) {
+  const ScannMetaPage& meta = so->meta;
+  const float* centroids = GetIndexState(so->index)->centroids;
+  const uint32 ring = so->ring_end - so->ring_begin;
+  const int m = int(meta.subspaces), dims = so->dims;
+  if (m == 0) {
+    for (uint32 i = 0; i < ring; i++) so->offsets[i] = 0;
+    so->scale = 1;
+    return;
+  }
+  const size_t lut_floats = size_t(m) * 16, qlut_bytes = FastScanCodeBytes(m);
+  CppGuard([&] {
+    std::vector<float> residual(dims);
+    std::vector<float> bias(ring, 0.0f);
+    for (uint32 i = 0; i < ring; i++) {
+      const float* c = centroids + size_t(so->ranked[so->ring_begin + i]) * dims;
+      if (so->shared_lut) {
+        bias[i] = -Distances().inner_product(so->query_pq, c, dims);
+        if (i == 0) so->pq->IpLut(so->query_pq, so->luts);
+      } else {
+        for (int j = 0; j < dims; j++) residual[j] = so->query_pq[j] - c[j];
+        so->pq->L2Lut(residual.data(), so->luts + i * lut_floats);
+      }
+    }
+    uint32 nluts = so->shared_lut ? 1 : ring;
+    so->scale = FastScanLutScale(so->luts, int(nluts), m);
+    for (uint32 i = 0; i < nluts; i++)
+      so->offsets[i] =
+          FastScanQuantizeLut(so->luts + i * lut_floats, m, so->scale, so->qluts + i * qlut_bytes);
+    if (so->shared_lut) {
+      const float base = so->offsets[0];
+      for (uint32 i = 0; i < ring; i++) so->offsets[i] = base + bias[i];
+    }
+  });
+}
+
+// Whether (score, id) comes after the end of the previous batch of this ring.
+inline bool AfterFloor(const ScanState* so, float score, uint64 id) {
+  return !so->has_floor || score > so->floor_score ||
+         (score == so->floor_score && id > so->floor_id);
+}
+
+// Offers the slots of `nblocks` scored blocks (TIDs at tid_blocks + b * stride) whose
+// scores pass the current threshold.
+void OfferBlocks(ScanState* so, const uint8_t* tid_blocks, size_t stride, uint32 nblocks,
+                 float offset) {
+  const uint32 n = nblocks * 32;
+  const FastScanKernels& k = FastScanKernelsActive();
+  uint32 count;
+  if (!so->topk->Full()) {
+    for (uint32 i = 0; i < n; i++) so->selected[i] = i;
+    count = n;
+  } else {
+    double t = (double(so->topk->Threshold()) - offset) * so->scale;
+    if (t < 0) return;
+    count = uint32(k.select_below(so->scores, n, uint16(Min(t + 1.0, 65535.0)), so->selected));
+    if (t + 1.0 > 65535.0)  // the bound cannot exclude the maximum score: take all
+      for (uint32 i = count = 0; i < n; i++) so->selected[count++] = i;
+  }
+  for (uint32 j = 0; j < count; j++) {
+    uint32 i = so->selected[j];
+    ItemPointerData tid;
+    std::memcpy(&tid, tid_blocks + size_t(i / 32) * stride + (i % 32) * kTidBytes, kTidBytes);
+    if (!ItemPointerIsValid(&tid)) continue;
+    float score = offset + float(so->scores[i]) / so->scale;
+    uint64 id = TidToId(&tid);
+    if (AfterFloor(so, score, id)) so->topk->Push(score, id);
+  }
+}
+
+// Scores one list of the ring: whole blocks page by page, or one block over its pages.
+void ScoreList(ScanState* so, Relation index, uint32 ring_index) {
+  const ScannMetaPage& meta = so->meta;
+  const uint32 s = meta.block_units, pairs = (meta.subspaces + 1) / 2;
+  const uint8_t* qlut = so->qluts + (so->shared_lut ? 0 : ring_index * FastScanCodeBytes(int(meta.subspaces)));
+  const float offset = so->offsets[ring_index];
+  const FastScanKernels& k = FastScanKernelsActive();
+  ScannListEntry entry = ReadListEntry(index, meta, uint32(so->ranked[so->ring_begin + ring_index]));
+  uint8_t tids[32 * kTidBytes];
+  uint32 block_unit = 0;  // position inside a block that spans pages
+  for (BlockNumber blkno = entry.first; blkno != InvalidBlockNumber;) {
+    Buffer buf = ReadBuffer(index, blkno);
+    LockBuffer(buf, BUFFER_LOCK_SHARE);
+    Page page = BufferGetPage(buf);
+    const uint32 used = PageUnits(page);
+    if (s <= kUnitsPerPage) {
+      uint32 nblocks = used / s;
+      if (nblocks > 0) {
+        std::memset(so->scores, 0, sizeof(uint16) * 32 * nblocks);
+        if (pairs > 0)
+          k.accumulate_blocks(PageUnit(page, kTidUnits), nblocks, s * kUnitBytes, int(pairs), qlut,
+                              so->scores);
+        OfferBlocks(so, PageUnit(page, 0), s * kUnitBytes, nblocks, offset);
+      }
+    } else {
+      if (PageOpaque(page)->type == uint16(PageType::kList)) {
+        std::memset(so->scores, 0, sizeof(uint16) * 32);
+        std::memcpy(tids, PageUnit(page, 0), sizeof(tids));
+        block_unit = 0;
+      }
+      uint32 first = Max(block_unit, kTidUnits);  // first code unit of the block on this page
+      if (used > 0 && block_unit + used > kTidUnits)
+        k.accumulate_blocks(PageUnit(page, first - block_unit), 1, 0, int(block_unit + used - first),
+                            qlut + size_t(first - kTidUnits) * kUnitBytes, so->scores);
+      block_unit += used;
+      if (block_unit == s) OfferBlocks(so, tids, 0, 1, offset);
+    }
+    blkno = PageOpaque(page)->next;
+    UnlockReleaseBuffer(buf);
+  }
+  CHECK_FOR_INTERRUPTS();
+}
+
+// Opens the next ring of lists; false when the probe limit is reached.
+bool OpenNextRing(ScanState* so) {
+  if (so->ring_open) so->ring_begin = so->ring_end;
+  uint32 lists = so->meta.lists;
+  uint32 limit = Min(so->probe_limit, lists);
+  if (so->ring_begin >= limit) return false;
+  so->ring_end = Min(limit, so->ring_begin + uint32(so->nprobe));
+  so->ring_open = true;
+  so->ring_done = false;
+  so->has_floor = false;
+  BuildRingLuts(so);
+  return true;
+}
+
+// The indexed value of the fetched row (a column or an index expression).
+Datum IndexedValue(ScanState* so, IndexScanDesc scan, bool* isnull) {
+  AttrNumber attno = scan->indexRelation->rd_index->indkey.values[0];
+  if (attno != 0) return slot_getattr(so->slot, attno, isnull);
+  Datum values[INDEX_MAX_KEYS];
+  bool nulls[INDEX_MAX_KEYS];
+  ExprContext* econtext = GetPerTupleExprContext(so->estate);
+  econtext->ecxt_scantuple = so->slot;
+  FormIndexDatum(so->index_info, so->slot, so->estate, values, nulls);
+  *isnull = nulls[0];
+  return values[0];
+}
+
+int CompareResults(const void* a, const void* b) {
+  const Result* x = static_cast<const Result*>(a);
+  const Result* y = static_cast<const Result*>(b);
+  if (x->distance != y->distance) {
+    if (std::isnan(x->distance)) return 1;
+    if (std::isnan(y->distance)) return -1;
+    return x->distance < y->distance ? -1 : 1;
+  }
+  return ItemPointerCompare(const_cast<ItemPointer>(&x->tid), const_cast<ItemPointer>(&y->tid));
+}
+
+int CompareTids(const void* a, const void* b) {
+  return ItemPointerCompare(const_cast<ItemPointer>(&static_cast<const Result*>(a)->tid),
+                            const_cast<ItemPointer>(&static_cast<const Result*>(b)->tid));
+}
+
+// Exact distances of the batch's candidates from their heap tuples, visible ones only.
+void Reorder(ScanState* so, IndexScanDesc scan) {
+  Relation heap = scan->heapRelation;
+  int n = so->nresults;
+  qsort(so->results, n, sizeof(Result), CompareTids);  // heap order: reads become hits
+  for (int i = 0; i < n; i++)
+    if (i == 0 || ItemPointerGetBlockNumber(&so->results[i].tid) !=
+                      ItemPointerGetBlockNumber(&so->results[i - 1].tid))
+      PrefetchBuffer(heap, MAIN_FORKNUM, ItemPointerGetBlockNumber(&so->results[i].tid));
+  int kept = 0;
+  for (int i = 0; i < n; i++) {
+    ItemPointerData tid = so->results[i].tid;
+    bool call_again = false, all_dead = false;
+    MemoryContext old = MemoryContextSwitchTo(so->tuple_cxt);
+    bool found = table_index_fetch_tuple(so->fetch, &tid, scan->xs_snapshot, so->slot,
+                                         &call_again, &all_dead);
+    if (found) {
+      bool isnull;
+      Datum value = IndexedValue(so, scan, &isnull);
+      if (!isnull) {
+        VectorArg v = ReadVector(value, "indexed vector");
+        CheckSameDims(so->dims, v.dim);
+        so->results[kept].tid = so->results[i].tid;
+        so->results[kept++].distance = ExactDistance(so, v.data);
+      }
+      ExecClearTuple(so->slot);
+    }
+    MemoryContextSwitchTo(old);
+    MemoryContextReset(so->tuple_cxt);
+    if (so->estate) ResetPerTupleExprContext(so->estate);
+  }
+  so->nresults = kept;
+  qsort(so->results, kept, sizeof(Result), CompareResults);
+}
+
+// Collects the next batch of candidates; false when the probe limit is exhausted.
+bool NextBatch(ScanState* so, IndexScanDesc scan) {
+  for (;;) {
+    if ((!so->ring_open || so->ring_done) && !OpenNextRing(so)) return false;
+    CppGuard([&] { so->topk->Reset(so->batch); });
+    for (uint32 i = 0; i < so->ring_end - so->ring_begin; i++)
+      ScoreList(so, scan->indexRelation, i);
+    if (so->topk->size() == 0) {
+      if (!OpenNextRing(so)) return false;
+      continue;
+    }
+    CppGuard([&] { so->topk->SortAscending(); });
+    const TopK& topk = *so->topk;
+    so->has_floor = true;
+    so->floor_score = topk[topk.size() - 1].score;
+    so->floor_id = topk[topk.size() - 1].id;
+    so->ring_done = topk.size() < so->batch;
+    so->nresults = int(topk.size());
+    for (int i = 0; i < so->nresults; i++) {
+      IdToTid(topk[i].id, &so->results[i].tid);
+      so->results[i].distance = ApproximateDistance(so, topk[i].score);
+    }
+    so->next_result = 0;
+    if (so->reorder > 0) Reorder(so, scan);
+    if (so->nresults > 0) return true;
+  }
+}
+
+// Total slots of an index: the capacity an untrained index's single batch needs.
+uint32 CountSlots(Relation index, const ScannMetaPage& meta) {
+  double slots = 0;
+  for (uint32 l = 0; l < meta.lists; l++) slots += 32.0 * ReadListEntry(index, meta, l).blocks;
+  return uint32(Min(slots + 32, double(PG_INT32_MAX / 2)));
+}
+
+// First call after a rescan: settings, query tables, list ranking.
+void StartScan(ScanState* so, IndexScanDesc scan) {
+  const ScannMetaPage& meta = so->meta;
+  so->nprobe = g_nprobe;
+  so->reorder = g_reorder;
+  so->probe_limit = g_max_probes < 0 ? meta.lists : Max(uint32(g_max_probes), uint32(so->nprobe));
+  so->probe_limit = Min(so->probe_limit, meta.lists);
+  so->batch = so->reorder > 0 ? uint32(so->reorder) : 100;
+  if (!meta.trained) {  // every row in one exactly re-ranked batch
+    so->batch = CountSlots(scan->indexRelation, meta);
+    so->reorder = Max(so->reorder, 1);
+    so->nprobe = 1;
+  }
+  so->shared_lut = so->metric != Metric::kL2;
+  uint32 ring = std::min<uint32>(so->nprobe, meta.lists);
+  if (meta.subspaces > 0) {
+    if (!so->pq)
+      so->pq = NewInContext<ProductQuantizer>(so->scan_cxt, so->dims, int(meta.dims_per_subspace),
+                                              GetIndexState(so->index)->codebooks);
+    size_t lut_floats = size_t(meta.subspaces) * 16;
+    uint32 nluts = so->shared_lut ? 1 : ring;
+    so->luts = static_cast<float*>(palloc(sizeof(float) * lut_floats * nluts));
+    so->qluts = static_cast<uint8_t*>(palloc(FastScanCodeBytes(int(meta.subspaces)) * nluts));
+  }
+  so->offsets = static_cast<float*>(palloc(sizeof(float) * ring));
+  uint32 per_page = std::max<uint32>(BlocksPerPage(meta.block_units), 1);
+  so->scores = static_cast<uint16*>(palloc(sizeof(uint16) * 32 * per_page));
+  so->selected = static_cast<uint32*>(palloc(sizeof(uint32) * 32 * per_page));
+  so->results = static_cast<Result*>(MemoryContextAllocHuge(so->scan_cxt, sizeof(Result) * so->batch));
+  if (!so->topk) so->topk = NewInContext<TopK>(so->scan_cxt);
+  RankLists(so);
+}
+
+}  // namespace
+
+IndexScanDesc BeginScan(Relation index, int nkeys, int norderbys) {
+  IndexScanDesc scan = RelationGetIndexScan(index, nkeys, norderbys);
+  scan->xs_orderbyvals = static_cast<Datum*>(palloc0(sizeof(Datum) * Max(norderbys, 1)));
+  scan->xs_orderbynulls = static_cast<bool*>(palloc(sizeof(bool) * Max(norderbys, 1)));
+  ScanState* so = static_cast<ScanState*>(palloc0(sizeof(ScanState)));
+  so->meta = GetIndexState(index)->meta;
+  so->index = index;
+  so->metric = Metric(so->meta.metric);
+  so->base_cxt = CurrentMemoryContext;
+  so->scan_cxt = AllocSetContextCreate(CurrentMemoryContext, "scann scan", ALLOCSET_DEFAULT_SIZES);
+  so->tuple_cxt = AllocSetContextCreate(CurrentMemoryContext, "scann scan tuple",
+                                        ALLOCSET_DEFAULT_SIZES);
+  scan->opaque = so;
+  return scan;
+}
+
+void Rescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int norderbys) {
+  ScanState* so = static_cast<ScanState*>(scan->opaque);
+  if (orderbys && scan->numberOfOrderBys > 0)
+    memmove(scan->orderByData, orderbys, scan->numberOfOrderBys * sizeof(ScanKeyData));
+  // Per-query memory lives in scan_cxt; C++ objects in it are deleted with it.
+  MemoryContextReset(so->scan_cxt);
+  MemoryContext old = MemoryContextSwitchTo(so->scan_cxt);
+  so->pq = nullptr;
+  so->topk = nullptr;
+  so->ring_begin = so->ring_end = 0;
+  so->ring_open = so->ring_done = so->exhausted = false;
+  so->ranked = nullptr;
+  so->nresults = so->next_result = 0;
+  so->has_query = false;
+  so->dims = int(so->meta.dims);
+  if (scan->numberOfOrderBys > 0 && !(scan->orderByData[0].sk_flags & SK_ISNULL)) {
+    VectorArg q = ReadVector(scan->orderByData[0].sk_argument, "query vector");
+    if (so->dims == 0) so->dims = q.dim;  // an untrained index built on an empty table
+    CheckSameDims(so->dims, q.dim);
+    so->query = static_cast<float*>(palloc(sizeof(float) * q.dim));
+    std::memcpy(so->query, q.data, sizeof(float) * q.dim);
+    so->query_pq = so->query;
+    if (so->metric == Metric::kCosine) {
+      so->query_pq = static_cast<float*>(palloc(sizeof(float) * q.dim));
+      std::memcpy(so->query_pq, q.data, sizeof(float) * q.dim);
+      Normalize(so->query_pq, q.dim);  // a zero query stays zero: every row ties
+    }
+    so->has_query = true;
+  }
+  MemoryContextSwitchTo(old);
+}
+
+bool GetTuple(IndexScanDesc scan, ScanDirection dir) {
+  ScanState* so = static_cast<ScanState*>(scan->opaque);
+  if (!so->has_query || so->exhausted) return false;  // ORDER BY col <op> NULL: no rows
+  if (!so->ranked) {
+    if (!so->fetch) {
+      MemoryContext old = MemoryContextSwitchTo(so->base_cxt);
+      so->fetch = table_index_fetch_begin(scan->heapRelation);
+      so->slot = table_slot_create(scan->heapRelation, nullptr);
+      if (scan->indexRelation->rd_index->indkey.values[0] == 0) {
+        so->estate = CreateExecutorState();
+        so->index_info = BuildIndexInfo(scan->indexRelation);
+      }
+      MemoryContextSwitchTo(old);
+    }
+    MemoryContext old = MemoryContextSwitchTo(so->scan_cxt);
+    StartScan(so, scan);
+    MemoryContextSwitchTo(old);
+  }
+  while (so->next_result >= so->nresults) {
+    MemoryContext old = MemoryContextSwitchTo(so->scan_cxt);
+    bool more = NextBatch(so, scan);
+    MemoryContextSwitchTo(old);
+    if (!more) {
+      so->exhausted = true;
+      return false;
+    }
+  }
+  const Result& r = so->results[so->next_result++];
+  scan->xs_heaptid = r.tid;
+  scan->xs_recheck = false;
+  scan->xs_recheckorderby = false;
+  scan->xs_orderbyvals[0] = Float8GetDatum(r.distance);
+  scan->xs_orderbynulls[0] = false;
+  return true;
+}
+
+void EndScan(IndexScanDesc scan) {
+  ScanState* so = static_cast<ScanState*>(scan->opaque);
+  if (so->fetch) {
+    table_index_fetch_end(so->fetch);
+    ExecDropSingleTupleTableSlot(so->slot);
+  }
+  if (so->estate) FreeExecutorState(so->estate);
+  MemoryContextDelete(so->scan_cxt);
+  MemoryContextDelete(so->tuple_cxt);
+  pfree(so);
+  scan->opaque = nullptr;
+}
+
+}  // namespace scann::pg

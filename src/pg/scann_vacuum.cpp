@@ -1,0 +1,117 @@
+#include "pg/scann_vacuum.h"
+
+#include <cstring>
+
+#include "pg/scann_index.h"
+#include "pg/scann_list.h"
+
+extern "C" {
+#include "commands/vacuum.h"
+#include "miscadmin.h"
+#include "storage/bufmgr.h"
+#include "storage/indexfsm.h"
+}
+
+namespace scann::pg {
+
+namespace {
+
+// Visits every home page of every list with `visit(buffer, page)` under an exclusive lock
+// (or a share lock for counting); returns nothing.  Continuation pages hold no TIDs.
+template <typename Visit>
+void ForEachHomePage(Relation index, const ScannMetaPage& meta, int lock, Visit visit) {
+  for (uint32 list = 0; list < meta.lists; list++) {
+    ScannListEntry entry = ReadListEntry(index, meta, list);
+    BlockNumber blkno = entry.first;
+    while (blkno != InvalidBlockNumber) {
+      vacuum_delay_point();
+      Buffer buf = ReadBuffer(index, blkno);
+      LockBuffer(buf, lock);
+      Page page = BufferGetPage(buf);
+      if (PageOpaque(page)->type == uint16(PageType::kList)) visit(list, buf, page);
+      blkno = PageOpaque(page)->next;
+      UnlockReleaseBuffer(buf);
+    }
+  }
+}
+
+// Calls fn(slot TID pointer) for every slot of the blocks whose home is `page`.
+template <typename Fn>
+void ForEachSlot(const ScannMetaPage& meta, Page page, Fn fn) {
+  const uint32 s = meta.block_units, used = PageUnits(page);
+  const uint32 step = s <= kUnitsPerPage ? s : used + 1;
+  for (uint32 u = 0; u + Min(s, kUnitsPerPage) <= used; u += step)
+    for (int slot = 0; slot < 32; slot++) fn(SlotTid(PageUnit(page, u), slot));
+}
+
+}  // namespace
+
+IndexBulkDeleteResult* BulkDelete(IndexVacuumInfo* info, IndexBulkDeleteResult* stats,
+                                  IndexBulkDeleteCallback callback, void* callback_state) {
+  Relation index = info->index;
+  if (stats == nullptr)
+    stats = static_cast<IndexBulkDeleteResult*>(palloc0(sizeof(IndexBulkDeleteResult)));
+  ScannMetaPage meta = ReadMetaPage(index);
+  // Lowest page of each list where a slot was freed: inserts start looking there.
+  BlockNumber* freed_at = static_cast<BlockNumber*>(palloc(sizeof(BlockNumber) * meta.lists));
+  for (uint32 i = 0; i < meta.lists; i++) freed_at[i] = InvalidBlockNumber;
+  double live = 0;
+  ForEachHomePage(index, meta, BUFFER_LOCK_EXCLUSIVE, [&](uint32 list, Buffer buf, Page page) {
+    int dead = 0;
+    ForEachSlot(meta, page, [&](ItemPointer tid) {
+      if (!ItemPointerIsValid(tid)) return;
+      ItemPointerData copy;
+      std::memcpy(&copy, tid, sizeof(copy));
+      if (callback(&copy, callback_state)) dead++;
+    });
+    if (dead == 0) {
+      ForEachSlot(meta, page, [&](ItemPointer tid) { live += ItemPointerIsValid(tid); });
+      return;
+    }
+    GenericXLogState* state = GenericXLogStart(index);
+    Page image = GenericXLogRegisterBuffer(state, buf, 0);
+    ForEachSlot(meta, image, [&](ItemPointer tid) {
+      if (!ItemPointerIsValid(tid)) return;
+      ItemPointerData copy;
+      std::memcpy(&copy, tid, sizeof(copy));
+      if (callback(&copy, callback_state)) {
+        std::memset(static_cast<void*>(tid), 0, sizeof(ItemPointerData));
+        stats->tuples_removed += 1;
+      } else {
+        live += 1;
+      }
+    });
+    GenericXLogFinish(state);
+    if (freed_at[list] == InvalidBlockNumber) freed_at[list] = BufferGetBlockNumber(buf);
+  });
+  // Chains only grow at their tails, so the first page where a slot was freed is the
+  // earliest place an insert can find room.
+  for (uint32 list = 0; list < meta.lists; list++) {
+    if (freed_at[list] == InvalidBlockNumber) continue;
+    BlockNumber at = freed_at[list];
+    UpdateListEntry(index, meta, list, [&](ScannListEntry* e) { e->insert_hint = at; });
+  }
+  stats->num_index_tuples = live;
+  stats->num_pages = RelationGetNumberOfBlocks(index);
+  return stats;
+}
+
+IndexBulkDeleteResult* VacuumCleanup(IndexVacuumInfo* info, IndexBulkDeleteResult* stats) {
+  if (info->analyze_only) return stats;
+  Relation index = info->index;
+  if (stats == nullptr) {
+    // No bulk delete ran (nothing dead): count the live entries ourselves.
+    stats = static_cast<IndexBulkDeleteResult*>(palloc0(sizeof(IndexBulkDeleteResult)));
+    ScannMetaPage meta = ReadMetaPage(index);
+    double live = 0;
+    ForEachHomePage(index, meta, BUFFER_LOCK_SHARE, [&](uint32, Buffer, Page page) {
+      ForEachSlot(meta, page, [&](ItemPointer tid) { live += ItemPointerIsValid(tid); });
+    });
+    stats->num_index_tuples = live;
+  }
+  stats->num_pages = RelationGetNumberOfBlocks(index);
+  stats->estimated_count = false;
+  return stats;
+}
+
+}  // namespace scann::pg

@@ -1,0 +1,90 @@
+# Shared helpers of the TAP suite: the real data sets prepared by bench/datasets.py
+# (cached under $PG_SCANN_DATA), loading them into a node, exact answers computed here
+# in Perl, and recall.
+package ScannTest;
+
+use strict;
+use warnings;
+use JSON::PP;
+use Test::More;
+
+my $data_root = $ENV{PG_SCANN_DATA} || '/var/tmp/pg_scann-data';
+
+# The data set's info.json plus its directory; dies (failing the test) when missing.
+sub dataset {
+	my ($name) = @_;
+	my $dir = "$data_root/$name";
+	open(my $fh, '<', "$dir/info.json")
+	  or BAIL_OUT("data set $name is not prepared ($dir): run bench/datasets.py prepare $name");
+	local $/;
+	my $info = decode_json(<$fh>);
+	close $fh;
+	$info->{dir} = $dir;
+	return $info;
+}
+
+# Loads the first $rows base rows into TABLE(id bigint primary key, embedding real[]).
+sub load_table {
+	my ($node, $table, $set, $rows) = @_;
+	$node->safe_psql('postgres',
+		"CREATE TABLE $table (id bigint PRIMARY KEY, embedding real[]);"
+		  . "COPY $table FROM PROGRAM 'head -n $rows $set->{dir}/base.tsv';"
+		  . "ANALYZE $table;");
+}
+
+# Reads $count float32 rows of $set->{dim} starting at row $first of FILE.
+sub read_rows {
+	my ($set, $file, $first, $count) = @_;
+	my $dim = $set->{dim};
+	open(my $fh, '<:raw', "$set->{dir}/$file") or die "cannot open $file: $!";
+	seek($fh, $first * $dim * 4, 0) or die "seek: $!";
+	my @rows;
+	for (1 .. $count) {
+		my $got = read($fh, my $buf, $dim * 4);
+		last unless $got && $got == $dim * 4;
+		push @rows, [ unpack('f<*', $buf) ];
+	}
+	close $fh;
+	return \@rows;
+}
+
+sub query_vector { my ($set, $i) = @_; return read_rows($set, 'queries.f32', $i, 1)->[0]; }
+
+# A real[] literal that round-trips float32 exactly.
+sub literal { my ($v) = @_; return '{' . join(',', map { sprintf('%.9g', $_) } @$v) . '}'; }
+
+sub query_literal { my ($set, $i) = @_; return literal(query_vector($set, $i)); }
+
+# Distance of two vectors by metric name (l2, ip = negative inner product, cosine).
+sub distance {
+	my ($metric, $a, $b) = @_;
+	my ($dot, $na, $nb, $l2) = (0, 0, 0, 0);
+	for my $i (0 .. $#$a) {
+		$dot += $a->[$i] * $b->[$i];
+		$na += $a->[$i]**2;
+		$nb += $b->[$i]**2;
+		$l2 += ($a->[$i] - $b->[$i])**2;
+	}
+	return sqrt($l2) if $metric eq 'l2';
+	return -$dot if $metric eq 'ip';
+	return 1 - $dot / sqrt($na * $nb);
+}
+
+# Ids of the k nearest base rows (all rows of the set) to $q, ties by id.
+sub exact_top_k {
+	my ($set, $metric, $q, $k) = @_;
+	my $base = read_rows($set, 'base.f32', 0, $set->{rows});
+	my @d = map { [ distance($metric, $q, $base->[$_]), $_ ] } 0 .. $#$base;
+	my @sorted = sort { $a->[0] <=> $b->[0] || $a->[1] <=> $b->[1] } @d;
+	return map { $_->[1] } @sorted[ 0 .. $k - 1 ];
+}
+
+# Recall of @$got against @$expected (ids), as a fraction of @$expected.
+sub recall {
+	my ($got, $expected) = @_;
+	my %want = map { $_ => 1 } @$expected;
+	my $hits = grep { $want{$_} } @$got;
+	return @$expected ? $hits / scalar(@$expected) : 1;
+}
+
+1;
