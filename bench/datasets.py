@@ -144,13 +144,22 @@ SOURCES = {
 
 @contextlib.contextmanager
 def _locked(name):
-    """Serialize preparation of one set across processes (tests and benchmarks may race)."""
+    """Serialize work on one set across processes (tests and benchmarks may race).
+    A user who cannot write the cache (prepared by root) still gets a shared read lock."""
+    lock_path = path(name, ".lock")
+    try:
+        lock = open(lock_path, "a")
+    except PermissionError:
+        lock = open(lock_path, "r")
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if lock.writable() else fcntl.LOCK_SH)
+        yield
+
+
+def _make_dirs(name):
     os.makedirs(data_dir(name), exist_ok=True)
     for d in (DATA_ROOT, data_dir(name)):
-        os.chmod(d, 0o755)
-    with open(path(name, ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+        os.chmod(d, 0o755)  # a server running as postgres reads the .tsv files
 
 
 def _publish(tmp, final):
@@ -197,9 +206,12 @@ def prepare(name):
     """Obtain and convert one set unless its cache is complete; return its info."""
     if name not in SOURCES:
         raise SystemExit(f"unknown data set {name!r}; known: {', '.join(SOURCES)}")
+    if _is_complete(name):
+        note(f"{name}: cached in {data_dir(name)}")
+        return info(name)
+    _make_dirs(name)
     with _locked(name):
-        if _is_complete(name):
-            note(f"{name}: cached in {data_dir(name)}")
+        if _is_complete(name):  # another process prepared it while we waited
             return info(name)
         metric, source, fetch = SOURCES[name]
         with tempfile.TemporaryDirectory(prefix="pg_scann-fetch-") as workdir:
@@ -247,25 +259,27 @@ def queries(name, count=None):
 
 
 def ground_truth(name, metric, rows=None, nqueries=None, k=100):
-    """(ids Q x k int32, distances Q x k float32): exact top-k, computed once and cached."""
+    """(ids Q x k int32, distances Q x k float32): exact top-k, computed once and cached
+    (computed but not cached when the cache belongs to another user)."""
     meta = info(name)
     rows = rows or meta["rows"]
     nqueries = nqueries or meta["queries"]
     k = min(k, rows)
     ids_path, dist_path = gt_paths(name, metric, rows, nqueries)
     with _locked(name):
-        if not (os.path.exists(ids_path) and os.path.getsize(ids_path) >= nqueries * k * 4):
-            ids, dists = groundtruth.exact_topk(metric, base(name, rows), queries(name, nqueries),
-                                                k, label=f"ground truth {name} {metric} "
-                                                         f"rows={rows}")
+        if os.path.exists(ids_path) and os.path.getsize(ids_path) >= nqueries * k * 4:
+            stored_k = os.path.getsize(ids_path) // (4 * nqueries)
+            ids = np.fromfile(ids_path, dtype="<i4").reshape(nqueries, stored_k)[:, :k]
+            dists = np.fromfile(dist_path, dtype="<f4").reshape(nqueries, stored_k)[:, :k]
+            return ids, dists
+        ids, dists = groundtruth.exact_topk(metric, base(name, rows), queries(name, nqueries), k,
+                                            label=f"ground truth {name} {metric} rows={rows}")
+        if os.access(data_dir(name), os.W_OK):
             _write_f32(dists, dist_path)
             tmp = ids_path + ".tmp"
             ids.astype("<i4").tofile(tmp)
             _publish(tmp, ids_path)
-    stored_k = os.path.getsize(ids_path) // (4 * nqueries)
-    ids = np.fromfile(ids_path, dtype="<i4").reshape(nqueries, stored_k)[:, :k]
-    dists = np.fromfile(dist_path, dtype="<f4").reshape(nqueries, stored_k)[:, :k]
-    return ids, dists
+        return ids, dists
 
 
 # ----------------------------------------------------------------------------- CLI

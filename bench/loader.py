@@ -32,7 +32,8 @@ def _encode_rows(vectors, first_id):
     rows["nfields"], rows["id_len"] = 2, 8
     rows["id"] = np.arange(first_id, first_id + len(vectors))
     rows["arr_len"] = 20 + 8 * vectors.shape[1]
-    rows["ndim"], rows["elem_oid"], rows["dim"], rows["lbound"] = 1, _FLOAT4_OID, vectors.shape[1], 1
+    rows["ndim"], rows["elem_oid"], rows["lbound"] = 1, _FLOAT4_OID, 1
+    rows["dim"] = vectors.shape[1]
     rows["elems"]["len"] = 4
     rows["elems"]["value"] = vectors
     return rows.tobytes()

@@ -82,6 +82,10 @@ class PeakMemory:
         return False
 
     @property
+    def workers_seen(self):
+        return self.max_workers if self.enabled else None
+
+    @property
     def peak_mb(self):
         if not self.enabled:
             return None

@@ -4,7 +4,8 @@
     /usr/bin/python3 bench/plot.py bench/results/NAME     # redraw from results.json
 
 recall_qps.png: recall@10 (x) against queries/s over one connection (y, log), one curve
-per system through its knob settings (the ann-benchmarks picture: up and right is better).
+per system (scann: per scann.reorder value) through its first knob's values (scann.nprobe,
+hnsw.ef_search, ivfflat.probes): the ann-benchmarks picture, up and right is better.
 build.png: build time and index size per system, with the table itself (load time, heap
 size) as the reference bar.
 """
@@ -23,13 +24,22 @@ def _title(meta):
             f"{meta['queries']:,} queries, k={meta['k']}")
 
 
+def _series(points):
+    """Curves to draw: one per system and value of its knobs after the first (scann: one
+    per scann.reorder), each through the first knob's values in sweep order."""
+    curves = {}
+    for p in points:
+        rest = list(p["knobs"].items())[1:]
+        label = p["system"] + (" (" + ", ".join(f"{k.split('.')[-1]}={v}" for k, v in rest) + ")"
+                               if rest else "")
+        curves.setdefault(label, []).append(p)
+    return curves
+
+
 def recall_qps(results, path):
     fig, ax = plt.subplots(figsize=(8, 5.5))
-    systems = dict.fromkeys(p["system"] for p in results["points"])
-    for system in systems:
-        pts = sorted((p for p in results["points"] if p["system"] == system),
-                     key=lambda p: p["recall@10"])
-        ax.plot([p["recall@10"] for p in pts], [p["qps"] for p in pts], marker="o", label=system)
+    for label, pts in _series(results["points"]).items():
+        ax.plot([p["recall@10"] for p in pts], [p["qps"] for p in pts], marker="o", label=label)
     ax.set_yscale("log")
     ax.set_xlabel("recall@10")
     ax.set_ylabel("queries/s (1 connection, log scale)")

@@ -4,9 +4,9 @@ import time
 
 
 class Progress:
-    """Prints `label: done/total (pct) rate, ETA` at most every `every` seconds, and a final line."""
+    """`label: done/total (pct), rate, ETA` at most every `every` seconds, then a final line."""
 
-    def __init__(self, label, total, unit="rows", every=2.0):
+    def __init__(self, label, total, unit="rows", every=5.0):
         self.label, self.total, self.unit, self.every = label, total, unit, every
         self.start = self.last = time.monotonic()
         self.done = 0
@@ -26,14 +26,10 @@ class Progress:
         rate = self.done / elapsed
         if final:
             tail = f"done in {elapsed:.1f}s"
-        elif self.total and rate > 0:
-            tail = f"ETA {(self.total - self.done) / rate:.0f}s"
         else:
-            tail = ""
-        pct = f" ({100.0 * self.done / self.total:.0f}%)" if self.total else ""
-        total = f"/{self.total:,}" if self.total else ""
-        print(f"{self.label}: {self.done:,}{total} {self.unit}{pct}, {rate:,.0f} {self.unit}/s, {tail}",
-              file=sys.stderr, flush=True)
+            tail = f"ETA {(self.total - self.done) / max(rate, 1e-9):.0f}s"
+        note(f"{self.label}: {self.done:,}/{self.total:,} {self.unit} "
+             f"({100.0 * self.done / max(self.total, 1):.0f}%), {rate:,.0f} {self.unit}/s, {tail}")
 
 
 def note(msg):

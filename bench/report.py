@@ -37,12 +37,13 @@ def markdown(results):
            if load.get("copy_s") is not None else
            f"Load: reused the existing table ({load['table_bytes'] / 2**20:,.0f} MB)",
            "",
-           "| system | options | build s | index MB | build peak MB |",
-           "|---|---|---:|---:|---:|"]
+           "| system | options | build s | index MB | build peak MB | workers |",
+           "|---|---|---:|---:|---:|---:|"]
     for b in results["builds"]:
         size = None if b["index_bytes"] is None else b["index_bytes"] / 2**20
         out.append(f"| {b['system']} | {b['options'] or '—'} | {_fmt(b['build_s'], '.1f')} | "
-                   f"{_fmt(size, ',.1f')} | {_fmt(b['build_mem_mb'], ',.1f')} |")
+                   f"{_fmt(size, ',.1f')} | {_fmt(b['build_mem_mb'], ',.1f')} | "
+                   f"{_fmt(b['build_workers'], 'd')} |")
     conc = f" q/s ({clients} conns) |" if clients > 1 else ""
     r100 = " recall@100 |" if meta["k"] >= 100 else ""
     out += ["", f"| system | knobs | recall@10 |{r100} q/s (1 conn) | p50 ms | p99 ms |{conc}",

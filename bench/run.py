@@ -15,6 +15,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import traceback
 
 import numpy as np
 
@@ -70,7 +71,7 @@ def parse_args(argv):
     if args.smoke:
         args.dataset, args.rows, args.queries, args.k = "minilm", None, 100, 100
         args.systems, args.nprobe, args.reorder = "exact,scann", [1, 4], [100]
-        args.clients, args.warmup, args.dsn = 2, 5, None
+        args.clients, args.warmup, args.dsn, args.metric, args.scann_opts = 2, 5, None, None, ""
     args.systems = [s for s in args.systems.split(",") if s]
     for s in args.systems:
         if s not in SYSTEMS:
@@ -181,7 +182,7 @@ def prewarm(conn, system):
 def measure_point(server, system, settings, args, data):
     """One knob setting: plan check, latency run, recall, optional concurrent run."""
     qs, base, (gt_ids, gt_dists), literals = data
-    label = ", ".join(f"{k}={v}" for k, v in settings.items() if "." in k)
+    label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in settings.items())
     conn = measure.session(server, system, settings, args.k)
     try:
         plan = measure.explain(conn, literals[0])
@@ -191,7 +192,7 @@ def measure_point(server, system, settings, args, data):
     finally:
         conn.close()
     found_d = groundtruth.distances(args.metric, qs, base, ids)
-    point = {"system": system.name, "params": label, "k": args.k,
+    point = {"system": system.name, "params": label, "knobs": settings, "k": args.k,
              "recall@10": recall_at_k(ids, gt_ids, gt_dists, 10, found_d),
              "recall@100": (recall_at_k(ids, gt_ids, gt_dists, 100, found_d)
                             if args.k >= 100 else None),
@@ -208,6 +209,7 @@ def measure_point(server, system, settings, args, data):
 
 def run_system(server, conn, system, args, data, can_prewarm):
     """Build, sweep, drop: (build record, points)."""
+    system.cleanup(conn)  # an index left behind by an interrupted run
     system.prepare(conn)
     built = measure.build(server, conn, system)
     if can_prewarm:
@@ -252,9 +254,9 @@ def check_recall_helper():
     by_id = recall_at_k(found, true_ids, k=4)                       # (3/4 + 2/4) / 2
     with_ties = recall_at_k(found, true_ids, true_dists, 4, found_d)  # (4/4 + 2/4) / 2
     top2 = recall_at_k(found, true_ids, true_dists, 2, found_d)       # (2/2 + 0/2) / 2
-    assert abs(by_id - 0.625) < 1e-12, by_id
-    assert abs(with_ties - 0.75) < 1e-12, with_ties
-    assert abs(top2 - 0.5) < 1e-12, top2
+    assert abs(by_id - 0.625) < 1e-12, f"recall_at_k by id: {by_id}, expected 0.625"
+    assert abs(with_ties - 0.75) < 1e-12, f"recall_at_k with ties: {with_ties}, expected 0.75"
+    assert abs(top2 - 0.5) < 1e-12, f"recall_at_k@2: {top2}, expected 0.5"
 
 
 def check_smoke(results, out_dir):
@@ -269,23 +271,37 @@ def check_smoke(results, out_dir):
         assert os.path.getsize(os.path.join(out_dir, f)) > 0, f"{f} is missing or empty"
 
 
+def publish(results, out_dir):
+    print(report.write(results, out_dir))
+    plot.draw(results, out_dir)
+
+
+def smoke(args):
+    """The CI check: recall helper on a known answer, then the whole harness on MiniLM."""
+    check_recall_helper()
+    results = benchmark(args)
+    with tempfile.TemporaryDirectory(prefix="pg_scann-smoke-") as out_dir:
+        publish(results, out_dir)
+        check_smoke(results, out_dir)
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.install:
         install_extension(REPO)
     if args.smoke:
-        check_recall_helper()
+        try:
+            smoke(args)
+        except Exception as e:  # any failure fails the check, with its traceback
+            traceback.print_exc()
+            sys.exit(f"bench smoke: FAILED: {e}")
+        print("bench smoke: ok")
+        return
     results = benchmark(args)
-    with tempfile.TemporaryDirectory(prefix="pg_scann-smoke-") as tmp:
-        out_dir = tmp if args.smoke else (args.out or os.path.join(
-            REPO, "bench", "results", f"{args.dataset}-{args.metric}-{args.rows}"))
-        print(report.write(results, out_dir))
-        plot.draw(results, out_dir)
-        if args.smoke:
-            check_smoke(results, out_dir)
-            print("bench smoke: ok")
-        else:
-            print(f"results in {out_dir}")
+    out_dir = args.out or os.path.join(REPO, "bench", "results",
+                                       f"{args.dataset}-{args.metric}-{args.rows}")
+    publish(results, out_dir)
+    print(f"results in {out_dir}")
 
 
 if __name__ == "__main__":

@@ -79,6 +79,49 @@ sub exact_top_k {
 	return map { $_->[1] } @sorted[ 0 .. $k - 1 ];
 }
 
+# Loads the first $count held-out queries into TABLE(id bigint primary key, embedding real[]).
+sub load_queries {
+	my ($node, $table, $set, $count) = @_;
+	$node->safe_psql('postgres',
+		"CREATE TABLE $table (id bigint PRIMARY KEY, embedding real[]);"
+		  . "COPY $table FROM PROGRAM 'head -n $count $set->{dir}/queries.tsv';");
+}
+
+# Recall@10 of index scans against exact (sequential) scans, over every query of
+# $a{queries}: a returned row is a hit when its distance is within the exact 10th
+# distance (data sets with duplicate rows have ties).  Options: table, queries, op, where
+# (a filter), settings (GUC => value for the index scans).  Also checks the plan.
+sub recall_at_10 {
+	my ($node, %a) = @_;
+	my ($t, $q, $op) = @a{qw(table queries op)};
+	my $where = $a{where} ? "WHERE $a{where}" : '';
+	my $set = join('', map { "SET $_ = $a{settings}{$_};" } sort keys %{ $a{settings} || {} });
+	my $knn = sub {
+		return "(SELECT t.embedding $op q.embedding AS d FROM $t t $where "
+		  . "ORDER BY t.embedding $op q.embedding LIMIT 10)";
+	};
+	my $plan = $node->safe_psql('postgres',
+		"SET enable_seqscan = off; $set EXPLAIN (COSTS OFF) SELECT id FROM $t t $where "
+		  . "ORDER BY embedding $op (SELECT embedding FROM $q LIMIT 1) LIMIT 10");
+	die "the index is not used:
+$plan" unless $plan =~ /Index Scan using/;
+	my $result = $node->safe_psql(
+		'postgres', qq{
+SET enable_indexscan = off;
+CREATE TEMP TABLE exact AS
+  SELECT q.id AS qid, (SELECT max(d) FROM @{[ $knn->() ]} s) AS kth FROM $q q;
+RESET enable_indexscan;
+SET enable_seqscan = off;
+$set
+SELECT round(avg(hits) / 10.0, 4) || ' ' || min(n) FROM (
+  SELECT (SELECT count(*) FILTER (WHERE s.d <= e.kth + 1e-6 * abs(e.kth) + 1e-9) FROM @{[ $knn->() ]} s) AS hits,
+         (SELECT count(*) FROM @{[ $knn->() ]} s) AS n
+    FROM $q q JOIN exact e ON e.qid = q.id) r;
+});
+	my ($recall, $min_rows) = split / /, $result;
+	return wantarray ? ($recall, $min_rows) : $recall;
+}
+
 # Recall of @$got against @$expected (ids), as a fraction of @$expected.
 sub recall {
 	my ($got, $expected) = @_;

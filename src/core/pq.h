@@ -6,12 +6,20 @@
 // of codebooks is shared by all IVF lists and encodes residuals r = x - c.
 //
 // Score-aware loss (Guo et al. 2020, "Accelerating Large-Scale Inference with Anisotropic
-// Vector Quantization"): for a row x and quantization error e = r - r~ (= x - x~),
-//   loss = eta * ||e_par||^2 + ||e_perp||^2 = ||e||^2 + (eta - 1) * (e.x)^2 / ||x||^2,
-//   eta  = (d - 1) * t / (1 - t),  t = T^2 / ||x||^2,
-// so the error along x, which shifts every large inner product <q, x>, costs eta times more.
-// T is on the scale of <q, x> for unit q: 0.2 suits unit-norm rows (cosine); for rows of norm
-// around N it should grow with N (eta < 1 once ||x||^2 > d T^2, which makes things worse).
+// Vector Quantization", Theorem 3.2): for a row x and quantization error e = r - r~ (= x - x~),
+//   loss = h_perp(||x||) * (eta * ||e_par||^2 + ||e_perp||^2)
+//        = h_perp(||x||) * (||e||^2 + (eta - 1) * (e.x)^2 / ||x||^2),
+//   eta  = (d - 1) * t / (1 - t),  t = T^2 / ||x||^2  (ScaNN's approximation, Theorem 3.4),
+// where h_perp(||x||) = integral of sin^d over [0, acos(T / ||x||)] measures how often x meets
+// a unit query with <q, x> >= T. The error along x, which shifts every large inner product,
+// costs eta times more. Encoding uses eta alone (the per-row factor does not change a row's
+// best codes); codebook training uses the whole loss. On unit-norm rows h_perp is a constant
+// and this is exactly ScaNN's loss; on unnormalized rows it favours long rows, and that is
+// where most of the gain on unnormalized GloVe comes from (test_pq.cpp).
+//
+// T is on the scale of <q, x> for unit q: 0.2 suits unit-norm rows (cosine). For rows of norm
+// around N it must grow with N: with T << N every eta < 1 and h_perp is flat, which ranks
+// worse than plain PQ (unnormalized GloVe, median norm 5.4: T = 0.2 loses, T = 2 wins).
 // t is clamped to at most 1/2, i.e. eta <= d - 1: rows with ||x|| <= sqrt(2) T (which the
 // formula would weigh infinitely, or negatively) get the parallel error weighted like all
 // d - 1 perpendicular directions together. Zero rows use the plain loss.
@@ -29,7 +37,7 @@ struct PqOptions {
   int dims_per_subspace = 2;  // the last subspace may be shorter: padded with zeros
   bool anisotropic = false;   // score-aware loss (for inner product / cosine)
   float threshold = 0.2f;     // ScaNN's T (must be > 0 when anisotropic)
-  int iterations = 10;        // codebook k-means iterations (and anisotropic update rounds)
+  int iterations = 10;        // codebook k-means iterations (and weighted Lloyd rounds)
   int encode_rounds = 3;      // coordinate-descent rounds for anisotropic encoding
   uint64_t seed = 0x5ca1ab1e;
   InterruptCheck check_interrupts;
@@ -46,8 +54,11 @@ class ProductQuantizer {
   // An untrained quantizer (all codewords zero); throws std::invalid_argument on dim < 1,
   // dims_per_subspace < 1, negative iterations / rounds, or a threshold that is not > 0.
   ProductQuantizer(int dim, const PqOptions& opt);
-  // Rebuilds a trained quantizer from codebooks() as stored on disk; encodes like the
-  // quantizer that wrote them with plain options (anisotropic = false).
+  // Rebuilds a trained quantizer from codebooks() as stored on disk. Pass the options the
+  // index was built with so that rows inserted later are encoded like the build's rows
+  // (anisotropic, threshold and encode_rounds matter to Encode; training options do not).
+  ProductQuantizer(int dim, const PqOptions& opt, const float* codebooks);
+  // The same with plain options (anisotropic = false).
   ProductQuantizer(int dim, int dims_per_subspace, const float* codebooks);
 
   int dim() const { return dim_; }
@@ -58,8 +69,9 @@ class ProductQuantizer {
   size_t codebook_floats() const { return codebooks_.size(); }
 
   // Trains the codebooks on n residuals (n x dim); points are the original rows (n x dim),
-  // required when anisotropic. Plain k-means per subspace; with the anisotropic loss, then
-  // `iterations` rounds of (anisotropic encoding, per-codeword weighted least squares).
+  // required when anisotropic. Plain k-means per subspace; when anisotropic, then
+  // `iterations` weighted Lloyd rounds and 3 rounds of anisotropic encoding, each followed
+  // by an exact per-codeword least-squares update under the score-aware loss.
   // n may be below 16 (spare codewords repeat trained ones) or 0 (codewords stay zero).
   void Train(const float* residuals, const float* points, size_t n);
 
@@ -84,7 +96,9 @@ class ProductQuantizer {
   // Lowers the anisotropic loss of codes by coordinate descent over subspaces.
   void RefineAnisotropic(const float* r, const float* x, uint8_t* codes) const;
   void TrainSubspaceKMeans(const float* residuals, size_t n);
-  void TrainAnisotropic(const float* residuals, const float* points, size_t n);
+  void TrainScoreAware(const float* residuals, const float* points, size_t n);
+  void UpdateSubspace(int s, const float* residuals, const float* points, size_t n,
+                      const uint8_t* codes, const double* weight, const double* h, double* ex);
 
   int dim_;
   int dsub_;

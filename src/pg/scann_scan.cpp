@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "core/distance.h"
 #include "core/fastscan.h"
@@ -144,9 +145,25 @@ void RankLists(ScanState* so) {
     return;
   }
   float* scratch = static_cast<float*>(palloc(sizeof(float) * meta.lists));
+  const float* centroids = GetIndexState(so->index)->centroids;
   CppGuard([&] {
-    NearestCentroids(so->query_pq, GetIndexState(so->index)->centroids, int(meta.lists), so->dims,
-                     int(so->probe_limit), so->ranked, scratch);
+    if (so->metric == Metric::kL2) {
+      NearestCentroids(so->query_pq, centroids, int(meta.lists), so->dims, int(so->probe_limit),
+                       so->ranked, scratch);
+      return;
+    }
+    // Inner product and cosine: the lists whose centroids score highest against the query.
+    std::vector<int32_t> order(meta.lists);
+    for (uint32 i = 0; i < meta.lists; i++) {
+      order[i] = int32_t(i);
+      scratch[i] = -Distances().inner_product(so->query_pq, centroids + size_t(i) * so->dims,
+                                              so->dims);
+    }
+    auto closer = [&](int32_t a, int32_t b) {
+      return scratch[a] < scratch[b] || (scratch[a] == scratch[b] && a < b);
+    };
+    std::partial_sort(order.begin(), order.begin() + so->probe_limit, order.end(), closer);
+    std::copy(order.begin(), order.begin() + so->probe_limit, so->ranked);
   });
   pfree(scratch);
 }

@@ -1,0 +1,117 @@
+-- The scann access method on small tables: options and their errors, the opclass
+-- validator, bad rows at build and insert, tiny and empty tables, NULL and zero vectors,
+-- plans, and the scan settings.
+CREATE EXTENSION IF NOT EXISTS pg_scann;
+SET client_min_messages = notice;
+
+-- The operator classes pass the validator.
+SELECT opcname, amvalidate(opc.oid) FROM pg_opclass opc JOIN pg_am am ON am.oid = opc.opcmethod
+ WHERE amname = 'scann' ORDER BY opcname;
+
+CREATE TABLE t (id int PRIMARY KEY, v real[]);
+-- Options are validated.
+CREATE INDEX ON t USING scann (v) WITH (lists = -1);
+CREATE INDEX ON t USING scann (v) WITH (dims_per_subspace = 0);
+CREATE INDEX ON t USING scann (v) WITH (sample = -5);
+CREATE INDEX ON t USING scann (v) WITH (anisotropic_threshold = -0.5);
+CREATE INDEX ON t USING scann (v) WITH (variant = 'annoy');
+CREATE INDEX ON t USING scann (v) WITH (variant = 'hnsw');
+CREATE INDEX ON t USING scann (v) WITH (nonsense = 1);
+CREATE INDEX ON t USING scann (id);
+
+-- An index on an empty table holds what is inserted later, in exact order, and says that
+-- a REINDEX after loading makes it fast.
+CREATE INDEX t_v ON t USING scann (v);
+INSERT INTO t VALUES (1, '{0,0}'), (2, '{1,0}'), (3, '{0,2}'), (4, '{3,3}'), (5, '{-1,-1}'), (6, NULL);
+SET enable_seqscan = off;
+EXPLAIN (COSTS OFF) SELECT id FROM t ORDER BY v <-> '{0.9,0.1}' LIMIT 3;
+SELECT id, round((v <-> '{0.9,0.1}')::numeric, 4) AS d FROM t ORDER BY v <-> '{0.9,0.1}' LIMIT 3;
+-- Every non-NULL row comes back, in exact order, even past scann.reorder.
+SET scann.reorder = 2;
+SELECT array_agg(id) FROM (SELECT id FROM t ORDER BY v <-> '{0,0}' LIMIT 100) s;
+RESET scann.reorder;
+-- A query of the wrong dimension, or bad query vectors, fail clearly.
+SELECT id FROM t ORDER BY v <-> '{1,2,3}' LIMIT 1;
+SELECT id FROM t ORDER BY v <-> '{1,NaN}' LIMIT 1;
+SELECT id FROM t ORDER BY v <-> '{}' LIMIT 1;
+DROP INDEX t_v;
+
+-- A tiny table: the NOTICE, then correct results.
+CREATE INDEX t_v ON t USING scann (v);
+SELECT id FROM t ORDER BY v <-> '{3,2}' LIMIT 2;
+-- Rows of the wrong dimension, NULL elements or NaN fail the insert, naming the problem.
+INSERT INTO t VALUES (7, '{1,2,3}');
+INSERT INTO t VALUES (8, '{1,NULL}');
+INSERT INTO t VALUES (9, '{1,Infinity}');
+INSERT INTO t VALUES (10, '{{1,2},{3,4}}');
+DROP TABLE t;
+
+-- A trained index: enough rows for k-means and the codebooks.
+CREATE TABLE pts (id int PRIMARY KEY, v real[]);
+INSERT INTO pts SELECT i, ARRAY[sin(i)::real, cos(i * 0.7)::real, sin(i * 1.3)::real,
+                                (i % 17)::real / 17, cos(i * 0.11)::real]
+  FROM generate_series(1, 3000) i;
+CREATE INDEX pts_l2 ON pts USING scann (v l2_ops) WITH (lists = 20, dims_per_subspace = 2);
+SELECT relname, reloptions FROM pg_class WHERE relname = 'pts_l2';
+-- With every list probed and every row re-ranked, the index answers exactly.
+SET scann.nprobe = 20;
+SET scann.reorder = 3000;
+SELECT array_agg(id) = (SELECT array_agg(id) FROM (SELECT id FROM pts ORDER BY l2_distance(v, '{0.1,0.2,0.3,0.4,0.5}'), id LIMIT 10) e)
+  AS exact_top10
+  FROM (SELECT id FROM pts ORDER BY v <-> '{0.1,0.2,0.3,0.4,0.5}' LIMIT 10) s;
+-- The ORDER BY value is the exact distance.
+SELECT bool_and(abs(d - l2_distance(v, '{0.1,0.2,0.3,0.4,0.5}')) < 1e-9) AS exact_distances
+  FROM (SELECT v, v <-> '{0.1,0.2,0.3,0.4,0.5}' AS d FROM pts ORDER BY v <-> '{0.1,0.2,0.3,0.4,0.5}' LIMIT 50) s;
+-- Approximate order (no re-ranking) still returns rows.
+SET scann.reorder = 0;
+SELECT count(*) FROM (SELECT id FROM pts ORDER BY v <-> '{0.1,0.2,0.3,0.4,0.5}' LIMIT 10) s;
+RESET scann.reorder;
+RESET scann.nprobe;
+-- Without LIMIT... the planner prefers a sequential scan and a sort where that is cheaper.
+RESET enable_seqscan;
+EXPLAIN (COSTS OFF) SELECT id FROM pts ORDER BY v <-> '{0.1,0.2,0.3,0.4,0.5}';
+EXPLAIN (COSTS OFF) SELECT id FROM pts ORDER BY v <-> '{0.1,0.2,0.3,0.4,0.5}' LIMIT 5;
+-- A row of the wrong dimension fails the build, naming the row and both dimensions.
+DROP INDEX pts_l2;
+INSERT INTO pts VALUES (5000, '{1,2,3}');
+CREATE INDEX ON pts USING scann (v);
+DELETE FROM pts WHERE id = 5000;
+CREATE INDEX pts_l2 ON pts USING scann (v l2_ops) WITH (lists = 20);
+-- The index stays usable after inserts, deletes and VACUUM.
+INSERT INTO pts SELECT i, ARRAY[0.5, 0.5, 0.5, 0.5, (i - 3000)::real / 100] FROM generate_series(3001, 3100) i;
+DELETE FROM pts WHERE id % 2 = 0;
+VACUUM pts;
+SET enable_seqscan = off;
+SET scann.nprobe = 20;
+SET scann.reorder = 3000;
+SELECT count(*) AS rows_found, bool_and(id % 2 = 1) AS only_live
+  FROM (SELECT id FROM pts ORDER BY v <-> '{0.5,0.5,0.5,0.5,0.3}' LIMIT 5000) s;
+SELECT id FROM pts ORDER BY v <-> '{0.5,0.5,0.5,0.5,0.31}' LIMIT 3;
+RESET ALL;
+
+-- Cosine: zero vectors have no direction and are not indexed; inner product orders by <#>.
+CREATE TABLE dirs (id int, v real[]);
+INSERT INTO dirs SELECT i, ARRAY[cos(i * 0.05)::real, sin(i * 0.05)::real, (i % 3)::real] FROM generate_series(1, 500) i;
+INSERT INTO dirs VALUES (0, '{0,0,0}');
+CREATE INDEX dirs_cos ON dirs USING scann (v cosine_ops);
+CREATE INDEX dirs_ip ON dirs USING scann (v ip_ops);
+SET enable_seqscan = off;
+SET scann.nprobe = 100;
+SET scann.reorder = 1000;
+SELECT count(*) FILTER (WHERE id = 0) AS zero_rows_returned, count(*) AS rows
+  FROM (SELECT id FROM dirs ORDER BY v <=> '{1,0,0}' LIMIT 1000) s;
+SELECT id FROM dirs ORDER BY v <=> '{1,0.1,0}' LIMIT 3;
+SELECT id FROM dirs ORDER BY v <#> '{1,0.1,2}' LIMIT 3;
+RESET ALL;
+
+-- Unlogged tables get an init fork: the index works and survives TRUNCATE.
+CREATE UNLOGGED TABLE u (id int, v real[]);
+INSERT INTO u SELECT i, ARRAY[i::real, (i * 2)::real] FROM generate_series(1, 200) i;
+CREATE INDEX u_v ON u USING scann (v);
+SET enable_seqscan = off;
+SELECT id FROM u ORDER BY v <-> '{10,20}' LIMIT 2;
+TRUNCATE u;
+INSERT INTO u VALUES (1, '{5,5}');
+SELECT id FROM u ORDER BY v <-> '{10,20}' LIMIT 2;
+RESET ALL;
+DROP TABLE pts, dirs, u;
