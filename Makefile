@@ -15,7 +15,7 @@ ISOLATION      = $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=$(REGRESS_OUTPUTDIR)/isolation
 TAP_TESTS  = 1
 
-EXTRA_CLEAN = build src/core/*.o src/pg/*.o
+EXTRA_CLEAN = build src/core/*.d src/pg/*.d
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -33,6 +33,10 @@ override CXXFLAGS += -std=c++17 -Wextra -Wno-unused-parameter -Wno-missing-field
 SHLIB_LINK  += -lstdc++ -lm
 
 src/core/%_avx2.o: override CXXFLAGS += -mavx2 -mfma
+
+# Header dependencies: objects are rebuilt when a header they include changes.
+override CXXFLAGS += -MMD -MP
+-include $(OBJS:.o=.d)
 
 # Core unit tests (GoogleTest) and micro-benchmarks (Google Benchmark): no server needed.
 UNIT_SRCS  = $(sort $(wildcard test/unit/*.cpp))

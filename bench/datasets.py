@@ -11,9 +11,10 @@ as `postgres` can COPY the .tsv files):
     base.tsv, queries.tsv   COPY text: `id<TAB>{v1,...}`, id = 0-based row, floats as %.9g
                             (round-trips float32 exactly)
     info.json               {"name","dim","rows","queries","metric","source",...}
-    gt-METRIC-ROWS-Q.i32    Q x k int32 ids of the exact k nearest among the first ROWS base
-    gt-METRIC-ROWS-Q.f32    rows, for the first Q queries, ascending (distance, id); k = 100
-                            and their float32 distances
+    gt-METRIC-ROWS-Q.i32    Q x k int32: ids of the exact k nearest (k = 100) among the
+                            first ROWS base rows, for the first Q queries, ascending
+                            (distance, id)
+    gt-METRIC-ROWS-Q.f32    Q x k float32: their distances (see groundtruth.py, recall.py)
 Every file is written under a temporary name and renamed when complete; info.json is
 written last, so a set whose info.json exists is complete. Work is skipped when the files
 are there. Row order of the queries is random (seeded), so any prefix is a uniform sample.

@@ -1,6 +1,8 @@
 -- The C++/PostgreSQL boundary (src/pg/guard.h): errors raised inside guarded C++ code come
 -- back as ordinary SQL errors, C++ destructors still run, and the session goes on.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pg_scann;
+RESET client_min_messages;
 SELECT scann_guard_selftest('ok');
 SELECT scann_guard_selftest('destructors') AS before \gset
 -- A C++ exception.

@@ -1,7 +1,9 @@
 -- The scann access method on small tables: options and their errors, the opclass
 -- validator, bad rows at build and insert, tiny and empty tables, NULL and zero vectors,
 -- plans, and the scan settings.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pg_scann;
+RESET client_min_messages;
 SET client_min_messages = notice;
 
 -- The operator classes pass the validator.

@@ -7,7 +7,7 @@ packages=(
   build-essential postgresql-15 postgresql-server-dev-15 libxsimd-dev
   libipc-run-perl googletest libgtest-dev libbenchmark-dev
   dataset-fashion-mnist
-  python3 python3-numpy python3-psycopg2 python3-matplotlib
+  python3 python3-numpy python3-psycopg2 python3-matplotlib libopenblas0-pthread
 )
 
 missing=()

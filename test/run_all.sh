@@ -116,7 +116,7 @@ regress_tests() {
 tap_tests() {
   step "TAP (PostgreSQL::Test::Cluster)"
   local out="$WORK/tap.log" rc ok bad
-  mkdir -p "$WORK/tap" 2>/dev/null || true
+  as_test_user mkdir -p "$WORK/tap"
   (cd "$ROOT" && as_test_user env TESTDIR="$WORK/tap" PG_REGRESS="$PGXS_SRC/test/regress/pg_regress" \
       prove -v -I "$PGXS_SRC/test/perl" -I "$ROOT/test" test/t/*.pl) >"$out" 2>&1
   rc=$?

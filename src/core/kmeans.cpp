@@ -35,9 +35,7 @@ namespace {
 
 using DotTileFn = void (*)(const float*, size_t, const float*, int, float*);
 
-DotTileFn ActiveDotTile() {
-  return ActiveIsa() == Isa::kAvx2 ? avx2::DotTile : scalar::DotTile;
-}
+DotTileFn ActiveDotTile() { return ActiveIsa() == Isa::kAvx2 ? avx2::DotTile : scalar::DotTile; }
 
 // Rows handled together: a multiple of kTileRows whose floats stay in L1/L2 while every
 // centroid chunk passes over them.
@@ -64,8 +62,7 @@ class PackedCentroids {
       : dim_(dim), blocks_((k + kTileCols - 1) / kTileCols) {
     const size_t block_floats = static_cast<size_t>(dim) * kTileCols;
     data_.assign(blocks_ * block_floats, 0.0f);
-    norms_.assign(static_cast<size_t>(blocks_) * kTileCols,
-                  std::numeric_limits<float>::infinity());
+    norms_.assign(static_cast<size_t>(blocks_) * kTileCols, std::numeric_limits<float>::infinity());
     for (int c = 0; c < k; c++) {
       const float* src = centroids + static_cast<size_t>(c) * dim;
       float* dst = data_.data() + (c / kTileCols) * block_floats + c % kTileCols;
@@ -154,9 +151,8 @@ void ReseedEmptyClusters(const std::vector<float>& dist, std::vector<int32_t>& a
   if (std::find(counts.begin(), counts.end(), size_t{0}) == counts.end()) return;
   std::vector<size_t> order(assign.size());
   std::iota(order.begin(), order.end(), size_t{0});
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    return dist[a] > dist[b] || (dist[a] == dist[b] && a < b);
-  });
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return dist[a] > dist[b] || (dist[a] == dist[b] && a < b); });
   size_t next = 0;
   for (size_t c = 0; c < counts.size(); c++) {
     if (counts[c] != 0) continue;

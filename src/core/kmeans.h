@@ -34,6 +34,8 @@ int NearestCentroid(const float* x, const float* centroids, int k, int dim);
 
 // Nearest centroid of each of n rows into out[n], by the blocked ||c||^2 - 2 x.c kernel.
 // On a near-tie it may pick a different centroid than NearestCentroid (rounding differs).
+// Each call repacks the centroids (k * dim floats): give it thousands of rows at a time, and
+// use NearestCentroid for a single row.
 void AssignNearest(const float* data, size_t n, int dim, const float* centroids, int k,
                    int32_t* out);
 

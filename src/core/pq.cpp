@@ -3,12 +3,21 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <xsimd/xsimd.hpp>
 
 #include "core/rng.h"
 
 namespace scann {
 
 namespace {
+
+// SIMD of the baseline this file is compiled for (SSE2 on x86-64): the 16 codewords of a
+// subspace are handled side by side.
+using FloatBatch = xsimd::batch<float>;
+using DoubleBatch = xsimd::batch<double>;
+constexpr int kFloatBatches = kPqCodewords / FloatBatch::size;
+constexpr int kDoubleBatches = kPqCodewords / DoubleBatch::size;
+static_assert(kPqCodewords % DoubleBatch::size == 0, "16 codewords fill whole batches");
 
 // Largest t = T^2 / ||x||^2 used in eta: eta(1/2) = d - 1 (see pq.h).
 constexpr double kMaxThresholdRatio = 0.5;
@@ -98,8 +107,7 @@ std::vector<double> RelevanceWeights(const float* points, size_t n, int dim, dou
     weight[i] = LogRelevance(std::sqrt(SquaredNorm(points + i * dim, dim)), threshold, dim);
     top = std::max(top, weight[i]);
   }
-  for (double& w : weight)
-    w = std::isinf(top) ? 1.0 : std::max(kMinRelevance, std::exp(w - top));
+  for (double& w : weight) w = std::isinf(top) ? 1.0 : std::max(kMinRelevance, std::exp(w - top));
   return weight;
 }
 
@@ -127,12 +135,14 @@ ProductQuantizer::ProductQuantizer(int dim, const PqOptions& opt)
     throw std::invalid_argument("pq: anisotropic threshold must be a positive number");
   m_ = (dim + dsub_ - 1) / dsub_;
   codebooks_.assign(static_cast<size_t>(m_) * kPqCodewords * dsub_, 0.0f);
+  RefreshColumns();
 }
 
 ProductQuantizer::ProductQuantizer(int dim, const PqOptions& opt, const float* codebooks)
     : ProductQuantizer(dim, opt) {
   if (codebooks == nullptr) throw std::invalid_argument("pq: codebooks must not be null");
   std::copy(codebooks, codebooks + codebooks_.size(), codebooks_.begin());
+  RefreshColumns();
 }
 
 ProductQuantizer::ProductQuantizer(int dim, int dims_per_subspace, const float* codebooks)
@@ -144,9 +154,9 @@ void ProductQuantizer::Train(const float* residuals, const float* points, size_t
   if (opt_.anisotropic && points == nullptr && n > 0)
     throw std::invalid_argument("pq: anisotropic training needs the original rows");
   std::fill(codebooks_.begin(), codebooks_.end(), 0.0f);
-  if (n == 0) return;
-  TrainSubspaceKMeans(residuals, n);
-  if (opt_.anisotropic) TrainScoreAware(residuals, points, n);
+  if (n > 0) TrainSubspaceKMeans(residuals, n);
+  RefreshColumns();
+  if (n > 0 && opt_.anisotropic) TrainScoreAware(residuals, points, n);
 }
 
 // Plain L2 k-means of 16 codewords in every subspace, each from its own derived seed.
@@ -171,39 +181,40 @@ void ProductQuantizer::TrainSubspaceKMeans(const float* residuals, size_t n) {
     TrainKMeans(sub.data(), n, dsub_, k, km, centroids.data());
     for (int c = 0; c < kPqCodewords; c++) {
       const float* src = centroids.data() + static_cast<size_t>(c % k) * dsub_;
-      std::copy(src, src + w, codebooks_.data() + (static_cast<size_t>(s) * kPqCodewords + c) * dsub_);
+      std::copy(src, src + w,
+                codebooks_.data() + (static_cast<size_t>(s) * kPqCodewords + c) * dsub_);
     }
   }
 }
 
-// The score-aware training loss of row i, sum over rows of
+// The score-aware training loss, summed over rows,
 //   weight_i * (||e_i||^2 + h_i (e_i . x_i)^2),  h_i = (eta_i - 1) / ||x_i||^2,
-// is lowered by alternating encoding with a codebook update. Subspaces are updated one at a
-// time, holding the others fixed: the loss of the rows coded c in subspace s is then a
-// quadratic in that codeword w alone,
-//   sum_i weight_i (||r_i,s - w||^2 + h_i (x_i,s . (r_i,s - w) + beta_i)^2),
-// with beta_i = e_i . x_i less subspace s's share, minimised by the width x width system
-//   sum_i weight_i (I + h_i x_i,s x_i,s^T) w = sum_i weight_i (r_i,s + h_i x_i,s (x_i,s . r_i,s + beta_i)).
-// Each step is an exact minimisation, so the loss never rises. The first rounds use plain
-// encoding and h = 0 (a weighted Lloyd step, 4x cheaper than anisotropic encoding); the last
-// kAnisotropicRounds rounds use the full loss.
+// is lowered by alternating encoding with exact codebook updates: first `iterations` rounds
+// with h = 0 (plain encoding and weighted means: a weighted Lloyd step), then
+// kAnisotropicRounds rounds of anisotropic encoding and UpdateSubspace. No step raises it.
 void ProductQuantizer::TrainScoreAware(const float* residuals, const float* points, size_t n) {
   const std::vector<double> weight = RelevanceWeights(points, n, dim_, opt_.threshold);
-  std::vector<double> h(n), no_h(n, 0.0), ex(n);
+  std::vector<uint8_t> codes(n * m_);
+  for (int round = 0; round < opt_.iterations; round++) {
+    for (size_t i = 0; i < n; i++) {
+      if (i % 4096 == 0) CheckInterrupts(opt_.check_interrupts);
+      EncodePlain(residuals + i * dim_, codes.data() + i * m_);
+    }
+    SetWeightedMeans(residuals, n, codes.data(), weight.data());
+  }
+  std::vector<double> h(n), ex(n);
   for (size_t i = 0; i < n; i++) {
     const double norm_sq = SquaredNorm(points + i * dim_, dim_);
     h[i] = norm_sq > 0.0 ? (AnisotropicEta(norm_sq, opt_.threshold, dim_) - 1.0) / norm_sq : 0.0;
   }
-  std::vector<uint8_t> codes(n * m_);
-  for (int round = 0; round < opt_.iterations + kAnisotropicRounds; round++) {
-    const bool anisotropic = round >= opt_.iterations;
+  for (int round = 0; round < kAnisotropicRounds; round++) {
     for (size_t i = 0; i < n; i++) {
       if (i % 4096 == 0) CheckInterrupts(opt_.check_interrupts);
       const float* r = residuals + i * dim_;
       const float* x = points + i * dim_;
       uint8_t* code = codes.data() + i * m_;
       EncodePlain(r, code);
-      if (anisotropic) RefineAnisotropic(r, x, code);
+      RefineAnisotropic(r, x, code);
       double dot = 0.0;
       for (int s = 0; s < m_; s++)
         dot += ErrorDot(r + s * dsub_, codeword(s, code[s]), x + s * dsub_, width(s));
@@ -211,16 +222,43 @@ void ProductQuantizer::TrainScoreAware(const float* residuals, const float* poin
     }
     for (int s = 0; s < m_; s++) {
       CheckInterrupts(opt_.check_interrupts);
-      UpdateSubspace(s, residuals, points, n, codes.data(), weight.data(),
-                     anisotropic ? h.data() : no_h.data(), ex.data());
+      UpdateSubspace(s, residuals, points, n, codes.data(), weight.data(), h.data(), ex.data());
     }
   }
 }
 
-// One codebook update of subspace s (see TrainScoreAware); ex[i] (= e_i . x_i) follows it.
-void ProductQuantizer::UpdateSubspace(int s, const float* residuals, const float* points,
-                                      size_t n, const uint8_t* codes, const double* weight,
-                                      const double* h, double* ex) {
+// Every used codeword becomes the weighted mean of the residual sub-vectors coded with it
+// (the exact update when h = 0), in one pass over the rows.
+void ProductQuantizer::SetWeightedMeans(const float* residuals, size_t n, const uint8_t* codes,
+                                        const double* weight) {
+  std::vector<double> sums(codebooks_.size(), 0.0),
+      mass(static_cast<size_t>(m_) * kPqCodewords, 0.0);
+  for (size_t i = 0; i < n; i++) {
+    for (int s = 0; s < m_; s++) {
+      const size_t slot = static_cast<size_t>(s) * kPqCodewords + codes[i * m_ + s];
+      const float* rs = residuals + i * dim_ + s * dsub_;
+      mass[slot] += weight[i];
+      for (int j = 0; j < width(s); j++) sums[slot * dsub_ + j] += weight[i] * rs[j];
+    }
+  }
+  for (size_t slot = 0; slot < mass.size(); slot++) {
+    if (!(mass[slot] > 0.0)) continue;
+    for (int j = 0; j < width(static_cast<int>(slot / kPqCodewords)); j++)
+      codebooks_[slot * dsub_ + j] = static_cast<float>(sums[slot * dsub_ + j] / mass[slot]);
+  }
+  RefreshColumns();
+}
+
+// The exact update of subspace s's codewords with the others held fixed: the loss of the rows
+// coded c there is a quadratic in that codeword w alone,
+//   sum_i weight_i (||r_i,s - w||^2 + h_i (x_i,s . (r_i,s - w) + beta_i)^2),
+// with beta_i = e_i . x_i less subspace s's share, minimised by the width x width system
+//   sum_i weight_i (I + h_i x_i,s x_i,s^T) w = sum_i weight_i (r_i,s + h_i x_i,s (x_i,s . r_i,s +
+//   beta_i)).
+// ex[i] (= e_i . x_i) follows the new codewords.
+void ProductQuantizer::UpdateSubspace(int s, const float* residuals, const float* points, size_t n,
+                                      const uint8_t* codes, const double* weight, const double* h,
+                                      double* ex) {
   const int w = width(s);
   std::vector<double> a(static_cast<size_t>(kPqCodewords) * w * w, 0.0);
   std::vector<double> b(static_cast<size_t>(kPqCodewords) * w, 0.0);
@@ -254,6 +292,7 @@ void ProductQuantizer::UpdateSubspace(int s, const float* residuals, const float
     float* cw = codebooks_.data() + (static_cast<size_t>(s) * kPqCodewords + c) * dsub_;
     for (int j = 0; j < w; j++) cw[j] = static_cast<float>(solution[j]);
   }
+  RefreshColumns();
   for (size_t i = 0; i < n; i++) {
     ex[i] = beta[i] + ErrorDot(residuals + i * dim_ + s * dsub_, codeword(s, codes[i * m_ + s]),
                                points + i * dim_ + s * dsub_, w);
@@ -261,22 +300,27 @@ void ProductQuantizer::UpdateSubspace(int s, const float* residuals, const float
 }
 
 void ProductQuantizer::EncodePlain(const float* r, uint8_t* codes) const {
+  float dist[kPqCodewords];
   for (int s = 0; s < m_; s++) {
-    const int w = width(s);
-    const float* rs = r + s * dsub_;
-    int best = 0;
-    float best_dist = INFINITY;
-    for (int c = 0; c < kPqCodewords; c++) {
-      const float* cw = codeword(s, c);
-      float d = 0.0f;
-      for (int j = 0; j < w; j++) d += (rs[j] - cw[j]) * (rs[j] - cw[j]);
-      if (d < best_dist) {
-        best_dist = d;
-        best = c;
-      }
-    }
-    codes[s] = static_cast<uint8_t>(best);
+    SquaredDistances(r + s * dsub_, s, dist);
+    codes[s] = static_cast<uint8_t>(std::min_element(dist, dist + kPqCodewords) - dist);
   }
+}
+
+// The 16 codewords' squared distances to the sub-vector v of subspace s, summed over the
+// coordinates in order, the codewords side by side in SIMD lanes of the build's baseline.
+void ProductQuantizer::SquaredDistances(const float* v, int s, float* out) const {
+  FloatBatch acc[kFloatBatches];
+  for (auto& a : acc) a = FloatBatch(0.0f);
+  for (int j = 0; j < width(s); j++) {
+    const FloatBatch vj(v[j]);
+    const float* col = column(s, j);
+    for (int b = 0; b < kFloatBatches; b++) {
+      const FloatBatch e = vj - FloatBatch::load_unaligned(col + b * FloatBatch::size);
+      acc[b] += e * e;
+    }
+  }
+  for (int b = 0; b < kFloatBatches; b++) acc[b].store_unaligned(out + b * FloatBatch::size);
 }
 
 // Coordinate descent on loss = sum_s ||e_s||^2 + h (sum_s e_s . x_s)^2, keeping e.x current.
@@ -285,35 +329,47 @@ void ProductQuantizer::RefineAnisotropic(const float* r, const float* x, uint8_t
   if (!(norm_sq > 0.0)) return;
   const double h = (AnisotropicEta(norm_sq, opt_.threshold, dim_) - 1.0) / norm_sq;
   double ex = 0.0;
-  for (int s = 0; s < m_; s++) ex += ErrorDot(r + s * dsub_, codeword(s, codes[s]), x + s * dsub_, width(s));
+  for (int s = 0; s < m_; s++)
+    ex += ErrorDot(r + s * dsub_, codeword(s, codes[s]), x + s * dsub_, width(s));
   for (int round = 0; round < opt_.encode_rounds; round++) {
     bool changed = false;
     for (int s = 0; s < m_; s++) {
-      const int w = width(s);
       const float* rs = r + s * dsub_;
       const float* xs = x + s * dsub_;
-      const double base = ex - ErrorDot(rs, codeword(s, codes[s]), xs, w);
-      int best = codes[s];
-      double best_loss = INFINITY, best_ed = 0.0;
-      for (int c = 0; c < kPqCodewords; c++) {
-        const float* cw = codeword(s, c);
-        double dd = 0.0, ed = 0.0;
-        for (int j = 0; j < w; j++) {
-          const double e = static_cast<double>(rs[j]) - cw[j];
-          dd += e * e;
-          ed += e * xs[j];
-        }
-        const double loss = dd + h * (base + ed) * (base + ed);
-        // The current code wins ties so that rounding noise cannot make codes cycle.
-        if (loss < best_loss || (loss == best_loss && c == codes[s])) {
-          best_loss = loss;
-          best = c;
-          best_ed = ed;
+      // ||e_s||^2 and e_s . x_s for every candidate codeword, side by side in SIMD lanes.
+      DoubleBatch dd_acc[kDoubleBatches], ed_acc[kDoubleBatches];
+      for (int b = 0; b < kDoubleBatches; b++) dd_acc[b] = ed_acc[b] = DoubleBatch(0.0);
+      for (int j = 0; j < width(s); j++) {
+        const DoubleBatch rj(rs[j]), xj(xs[j]);
+        const float* col = column(s, j);
+        for (int b = 0; b < kDoubleBatches; b++) {
+          double w[DoubleBatch::size];
+          for (size_t l = 0; l < DoubleBatch::size; l++) w[l] = col[b * DoubleBatch::size + l];
+          const DoubleBatch e = rj - DoubleBatch::load_unaligned(w);
+          dd_acc[b] += e * e;
+          ed_acc[b] += e * xj;
         }
       }
-      changed |= best != codes[s];
+      double dd[kPqCodewords], ed[kPqCodewords];
+      for (int b = 0; b < kDoubleBatches; b++) {
+        dd_acc[b].store_unaligned(dd + b * DoubleBatch::size);
+        ed_acc[b].store_unaligned(ed + b * DoubleBatch::size);
+      }
+      const int current = codes[s];
+      const double base = ex - ed[current];
+      int best = current;
+      double best_loss = dd[current] + h * (base + ed[current]) * (base + ed[current]);
+      for (int c = 0; c < kPqCodewords; c++) {
+        // Strictly lower only, so that rounding noise cannot make codes cycle.
+        const double loss = dd[c] + h * (base + ed[c]) * (base + ed[c]);
+        if (loss < best_loss) {
+          best_loss = loss;
+          best = c;
+        }
+      }
+      changed |= best != current;
       codes[s] = static_cast<uint8_t>(best);
-      ex = base + best_ed;
+      ex = base + ed[best];
     }
     if (!changed) break;
   }
@@ -334,29 +390,31 @@ void ProductQuantizer::Decode(const uint8_t* codes, float* residual_out) const {
 }
 
 void ProductQuantizer::L2Lut(const float* query_residual, float* lut) const {
-  for (int s = 0; s < m_; s++) {
-    const int w = width(s);
-    const float* qs = query_residual + s * dsub_;
-    for (int c = 0; c < kPqCodewords; c++) {
-      const float* cw = codeword(s, c);
-      float d = 0.0f;
-      for (int j = 0; j < w; j++) d += (qs[j] - cw[j]) * (qs[j] - cw[j]);
-      lut[s * kPqCodewords + c] = d;
-    }
-  }
+  for (int s = 0; s < m_; s++)
+    SquaredDistances(query_residual + s * dsub_, s, lut + s * kPqCodewords);
 }
 
 void ProductQuantizer::IpLut(const float* query, float* lut) const {
   for (int s = 0; s < m_; s++) {
-    const int w = width(s);
-    const float* qs = query + s * dsub_;
-    for (int c = 0; c < kPqCodewords; c++) {
-      const float* cw = codeword(s, c);
-      float d = 0.0f;
-      for (int j = 0; j < w; j++) d += qs[j] * cw[j];
-      lut[s * kPqCodewords + c] = -d;
+    FloatBatch acc[kFloatBatches];
+    for (auto& a : acc) a = FloatBatch(0.0f);
+    for (int j = 0; j < width(s); j++) {
+      const FloatBatch qj(query[s * dsub_ + j]);
+      const float* col = column(s, j);
+      for (int b = 0; b < kFloatBatches; b++)
+        acc[b] -= qj * FloatBatch::load_unaligned(col + b * FloatBatch::size);
     }
+    for (int b = 0; b < kFloatBatches; b++)
+      acc[b].store_unaligned(lut + s * kPqCodewords + b * FloatBatch::size);
   }
+}
+
+void ProductQuantizer::RefreshColumns() {
+  by_dim_.resize(codebooks_.size());
+  for (int s = 0; s < m_; s++)
+    for (int c = 0; c < kPqCodewords; c++)
+      for (int j = 0; j < dsub_; j++)
+        by_dim_[(static_cast<size_t>(s) * dsub_ + j) * kPqCodewords + c] = *(codeword(s, c) + j);
 }
 
 }  // namespace scann

@@ -89,14 +89,24 @@ class ProductQuantizer {
   const float* codeword(int s, int c) const {
     return codebooks_.data() + (static_cast<size_t>(s) * kPqCodewords + c) * dsub_;
   }
+  // Coordinate j of the 16 codewords of subspace s, contiguous (a copy kept by
+  // RefreshColumns so the loops over codewords vectorize).
+  const float* column(int s, int j) const {
+    return by_dim_.data() + (static_cast<size_t>(s) * dsub_ + j) * kPqCodewords;
+  }
+  void RefreshColumns();
   // Floats of subspace s actually present in a dim-float vector (dsub, or fewer for the last).
   int width(int s) const;
+  // out[c] = ||v - codeword(s, c)||^2 for the sub-vector v of subspace s.
+  void SquaredDistances(const float* v, int s, float* out) const;
   // Nearest codeword (L2) of each sub-vector of r.
   void EncodePlain(const float* r, uint8_t* codes) const;
   // Lowers the anisotropic loss of codes by coordinate descent over subspaces.
   void RefineAnisotropic(const float* r, const float* x, uint8_t* codes) const;
   void TrainSubspaceKMeans(const float* residuals, size_t n);
   void TrainScoreAware(const float* residuals, const float* points, size_t n);
+  void SetWeightedMeans(const float* residuals, size_t n, const uint8_t* codes,
+                        const double* weight);
   void UpdateSubspace(int s, const float* residuals, const float* points, size_t n,
                       const uint8_t* codes, const double* weight, const double* h, double* ex);
 
@@ -105,6 +115,8 @@ class ProductQuantizer {
   int m_;
   PqOptions opt_;
   std::vector<float> codebooks_;
+  // by_dim_[(s * dsub + j) * 16 + c] = codebooks_[(s * 16 + c) * dsub + j]
+  std::vector<float> by_dim_;
 };
 
 }  // namespace scann

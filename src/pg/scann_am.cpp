@@ -35,8 +35,7 @@ bool Insert(Relation index, Datum* values, bool* isnull, ItemPointer heap_tid, R
   MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "scann insert",
                                             ALLOCSET_SMALL_SIZES);
   MemoryContext old = MemoryContextSwitchTo(cxt);
-  const IndexState* idx = GetIndexState(index);
-  const ScannMetaPage meta = idx->meta;
+  const ScannMetaPage meta = GetIndexState(index)->meta;
   Metric metric = Metric(meta.metric);
   int dims = int(meta.dims);
   int got = 0;
@@ -46,13 +45,15 @@ bool Insert(Relation index, Datum* values, bool* isnull, ItemPointer heap_tid, R
     uint8_t* codes = static_cast<uint8_t*>(palloc0(std::max<uint32>(meta.subspaces, 1)));
     uint32 list = 0;
     if (meta.trained) {
+      // Looked up again after detoasting, which may have flushed the relcache entry.
+      const IndexState* idx = GetIndexState(index);
       float* residual = static_cast<float*>(palloc(sizeof(float) * dims));
       list = CppGuard([&] {
         PqOptions opts;
         opts.dims_per_subspace = int(meta.dims_per_subspace);
         opts.anisotropic = meta.anisotropic_threshold > 0;
         opts.threshold = opts.anisotropic ? meta.anisotropic_threshold : 0.2f;
-        ProductQuantizer pq(dims, int(meta.dims_per_subspace), idx->codebooks);
+        ProductQuantizer pq(dims, opts, idx->codebooks);
         return EncodeVector(&pq, idx->centroids, meta.lists, dims, vec, residual, codes);
       });
     }

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/distance.h"
 #include "core/fastscan.h"
 #include "core/kmeans.h"
 #include "core/pq.h"
@@ -140,8 +141,8 @@ void EncodeCallback(Relation index, ItemPointer tid, Datum* values, bool* isnull
   if (usable) {
     uint32 list = 0;
     if (bs->trained) {
-      list = EncodeVector(bs->pq, bs->centroids, bs->opts.lists, bs->dims, bs->vec, bs->residual,
-                          bs->codes);
+      list = EncodeVector(bs->pq, bs->centroids, bs->opts.lists, bs->dims, bs->vec,
+                          bs->residual, bs->codes);
     }
     size_t len = VARHDRSZ + kSortKeyBytes + bs->code_bytes;
     bytea* rec = static_cast<bytea*>(palloc(len));
@@ -174,14 +175,31 @@ void SampleRows(BuildState* bs) {
                          nullptr);
 }
 
-// k-means centroids on the sample, then the product quantizer on the residuals.
+// For ip, T (given for unit-norm rows, as with cosine) is scaled by the sample's median
+// norm, so that the score-aware loss weighs rows as ScaNN does on normalized data.
+void ScaleThresholdToNorms(BuildState* bs) {
+  const uint32 n = bs->sample_rows;
+  float* norms = static_cast<float*>(palloc(sizeof(float) * n));
+  for (uint32 i = 0; i < n; i++) {
+    const float* x = bs->sample + size_t(i) * bs->dims;
+    norms[i] = std::sqrt(Distances().inner_product(x, x, bs->dims));
+  }
+  CppGuard([&] { std::sort(norms, norms + n); });
+  bs->opts.anisotropic_threshold *= norms[n / 2];
+  pfree(norms);
+}
+
+// k-means centroids on the sample (unit centroids for cosine), then the product quantizer
+// on the residuals.
 void Train(BuildState* bs) {
   pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, kPhaseTrain);
   const int dims = bs->dims;
   const uint32 n = bs->sample_rows;
+  if (bs->metric == Metric::kInnerProduct && bs->opts.anisotropic_threshold > 0)
+    ScaleThresholdToNorms(bs);
   bs->opts.lists = Min(bs->opts.lists, n);
-  bs->centroids = static_cast<float*>(
-      MemoryContextAllocHuge(CurrentMemoryContext, sizeof(float) * size_t(bs->opts.lists) * dims));
+  bs->centroids = static_cast<float*>(MemoryContextAllocHuge(
+      CurrentMemoryContext, sizeof(float) * size_t(bs->opts.lists) * dims));
   PqOptions pq_opts;
   pq_opts.dims_per_subspace = bs->opts.dims_per_subspace;
   pq_opts.anisotropic = bs->opts.anisotropic_threshold > 0;
@@ -196,6 +214,10 @@ void Train(BuildState* bs) {
     km.seed = kSeed;
     km.check_interrupts = CheckInterrupts;
     TrainKMeans(bs->sample, n, dims, int(bs->opts.lists), km, bs->centroids);
+    // Cosine: unit centroids, so that the L2 cell of a row is the list whose centroid has
+    // the largest inner product with it, the order in which scans probe lists.
+    if (bs->metric == Metric::kCosine)
+      for (uint32 l = 0; l < bs->opts.lists; l++) Normalize(bs->centroids + size_t(l) * dims, dims);
     std::vector<int32_t> assign(n);
     AssignNearest(bs->sample, n, dims, bs->centroids, int(bs->opts.lists), assign.data());
     std::vector<float> residuals(size_t(n) * dims);

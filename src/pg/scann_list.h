@@ -40,7 +40,7 @@ void FinishList(BlockPacker* packer, ChainWriter* writer, ScannListEntry* entry)
 void WriteDirectory(Relation index, ForkNumber fork, const ScannMetaPage& meta,
                     const ScannListEntry* entries);
 
-// Nearest centroid of vec and the codes of its residual; returns the list.
+// Nearest (L2) centroid of vec and the codes of its residual; returns the list.
 uint32 EncodeVector(const ProductQuantizer* pq, const float* centroids, uint32 lists, int dims,
                     const float* vec, float* residual, uint8_t* codes);
 

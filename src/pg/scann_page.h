@@ -76,7 +76,7 @@ struct ScannMetaPage {
   uint32 subspaces;
   uint32 block_units;    // S: units of one 32-vector block
   uint32 trained;        // 0: built on too few rows; every scan re-ranks everything exactly
-  float anisotropic_threshold;
+  float anisotropic_threshold;  // T as applied (for ip: scaled by the median row norm)
   uint32 sample_rows;    // rows the quantizers were trained on
   double build_rows;     // rows indexed at build
   BlockNumber centroid_start;

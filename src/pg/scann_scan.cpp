@@ -54,7 +54,7 @@ struct ScanState {
   int dims;
   bool has_query;
   float* query;      // as given (exact distances)
-  float* query_pq;   // normalized for cosine (what the codes approximate)
+  float* query_pq;   // normalized for cosine: what centroids and codes see
   int nprobe;
   int reorder;       // 0: approximate order, no heap fetches
   uint32 probe_limit;
@@ -147,22 +147,23 @@ void RankLists(ScanState* so) {
   float* scratch = static_cast<float*>(palloc(sizeof(float) * meta.lists));
   const float* centroids = GetIndexState(so->index)->centroids;
   CppGuard([&] {
-    if (so->metric == Metric::kL2) {
+    // L2, and cosine (unit centroids and query: L2 order is inner-product order).
+    if (so->metric != Metric::kInnerProduct) {
       NearestCentroids(so->query_pq, centroids, int(meta.lists), so->dims, int(so->probe_limit),
                        so->ranked, scratch);
       return;
     }
-    // Inner product and cosine: the lists whose centroids score highest against the query.
+    // Inner product: the lists whose centroids score highest against the query.
     std::vector<int32_t> order(meta.lists);
     for (uint32 i = 0; i < meta.lists; i++) {
       order[i] = int32_t(i);
       scratch[i] = -Distances().inner_product(so->query_pq, centroids + size_t(i) * so->dims,
                                               so->dims);
     }
-    auto closer = [&](int32_t a, int32_t b) {
+    auto better = [&](int32_t a, int32_t b) {
       return scratch[a] < scratch[b] || (scratch[a] == scratch[b] && a < b);
     };
-    std::partial_sort(order.begin(), order.begin() + so->probe_limit, order.end(), closer);
+    std::partial_sort(order.begin(), order.begin() + so->probe_limit, order.end(), better);
     std::copy(order.begin(), order.begin() + so->probe_limit, so->ranked);
   });
   pfree(scratch);
@@ -467,12 +468,9 @@ void Rescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int n
     CheckSameDims(so->dims, q.dim);
     so->query = static_cast<float*>(palloc(sizeof(float) * q.dim));
     std::memcpy(so->query, q.data, sizeof(float) * q.dim);
-    so->query_pq = so->query;
-    if (so->metric == Metric::kCosine) {
-      so->query_pq = static_cast<float*>(palloc(sizeof(float) * q.dim));
-      std::memcpy(so->query_pq, q.data, sizeof(float) * q.dim);
-      Normalize(so->query_pq, q.dim);  // a zero query stays zero: every row ties
-    }
+    so->query_pq = static_cast<float*>(palloc(sizeof(float) * q.dim));
+    std::memcpy(so->query_pq, q.data, sizeof(float) * q.dim);
+    if (so->metric == Metric::kCosine) Normalize(so->query_pq, q.dim);  // zero stays zero
     so->has_query = true;
   }
   MemoryContextSwitchTo(old);
