@@ -5,6 +5,8 @@ scann            CREATE INDEX ... USING scann (embedding <metric>_ops) WITH (--s
                  knobs scann.nprobe x scann.reorder
 pgvector-hnsw    pgvector's HNSW on a vector(d) copy of the table; knob hnsw.ef_search
 pgvector-ivfflat pgvector's IVFFlat on the same copy; knob ivfflat.probes
+ceiling          a prepared query that only parses the vector: the round trip every system
+                 pays, i.e. the most queries/s any of them could reach (its recall is 0)
 Every query is `SELECT id FROM <table> ORDER BY embedding <op> $1 LIMIT k` as a prepared
 statement with a real[] parameter.
 """
@@ -63,6 +65,18 @@ class Exact:
 
     def cleanup(self, conn):
         pass
+
+
+class Ceiling(Exact):
+    name = "ceiling"
+    session_settings = {}
+
+    def query_sql(self, k):
+        return "SELECT -1::bigint AS id WHERE $1::real[] IS NOT NULL"
+
+    def check_plan(self, plan):
+        if "Scan" in plan:
+            raise PlanError(f"{self.name}: expected no scan at all, got:\n{plan}")
 
 
 class _Indexed(Exact):
@@ -165,4 +179,4 @@ class PgvectorIvfflat(_Pgvector):
         return [{"ivfflat.probes": str(p)} for p in self.cfg.probes]
 
 
-SYSTEMS = {cls.name: cls for cls in (Exact, Scann, PgvectorHnsw, PgvectorIvfflat)}
+SYSTEMS = {cls.name: cls for cls in (Exact, Scann, PgvectorHnsw, PgvectorIvfflat, Ceiling)}

@@ -117,3 +117,22 @@ INSERT INTO u VALUES (1, '{5,5}');
 SELECT id FROM u ORDER BY v <-> '{10,20}' LIMIT 2;
 RESET ALL;
 DROP TABLE pts, dirs, u;
+
+-- 16,000 dimensions (pgvector stops at 2,000): 8,000 subspaces, so one 32-vector block
+-- spans 16 pages; build, insert and scan it.
+CREATE TABLE wide (id int PRIMARY KEY, v real[]);
+INSERT INTO wide SELECT i, (SELECT array_agg(sin(i * 0.37 + j * 0.011)::real) FROM generate_series(1, 16000) j)
+  FROM generate_series(1, 110) i;
+CREATE INDEX wide_v ON wide USING scann (v) WITH (lists = 3);
+INSERT INTO wide SELECT i, (SELECT array_agg(sin(i * 0.37 + j * 0.011)::real) FROM generate_series(1, 16000) j)
+  FROM generate_series(111, 150) i;
+SET enable_seqscan = off;
+SET scann.nprobe = 3;
+SET scann.reorder = 150;
+SELECT array_agg(id ORDER BY id) AS nearest_five FROM (
+  SELECT id FROM wide ORDER BY v <-> (SELECT v FROM wide WHERE id = 140) LIMIT 5) s;
+SELECT count(*) AS all_rows FROM (SELECT id FROM wide ORDER BY v <-> (SELECT v FROM wide WHERE id = 1) LIMIT 1000) s;
+RESET ALL;
+SELECT array_agg(id ORDER BY id) AS exact_five FROM (
+  SELECT id FROM wide ORDER BY v <-> (SELECT v FROM wide WHERE id = 140) LIMIT 5) s;
+DROP TABLE wide;

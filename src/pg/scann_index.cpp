@@ -100,19 +100,32 @@ const IndexState* GetIndexState(Relation index) {
   ScannMetaPage meta = ReadMetaPage(index);
   size_t centroid_floats = size_t(meta.lists) * meta.dims;
   size_t codebook_floats = size_t(meta.subspaces) * 16 * meta.dims_per_subspace;
+  size_t directory_bytes = sizeof(ScannListEntry) * meta.lists;
   char* mem = static_cast<char*>(MemoryContextAllocHuge(
-      index->rd_indexcxt,
-      MAXALIGN(sizeof(IndexState)) + (centroid_floats + codebook_floats) * sizeof(float)));
+      index->rd_indexcxt, MAXALIGN(sizeof(IndexState)) +
+                              (centroid_floats + codebook_floats) * sizeof(float) +
+                              sizeof(BlockNumber) * meta.lists + directory_bytes));
   IndexState* state = reinterpret_cast<IndexState*>(mem);
   float* centroids = reinterpret_cast<float*>(mem + MAXALIGN(sizeof(IndexState)));
   float* codebooks = centroids + centroid_floats;
+  BlockNumber* list_first = reinterpret_cast<BlockNumber*>(codebooks + codebook_floats);
+  ScannListEntry* entries = reinterpret_cast<ScannListEntry*>(list_first + meta.lists);
   ReadStream(index, meta.centroid_start, centroids, centroid_floats * sizeof(float));
   ReadStream(index, meta.codebook_start, codebooks, codebook_floats * sizeof(float));
+  ReadStream(index, meta.directory_start, entries, directory_bytes);
+  for (uint32 i = 0; i < meta.lists; i++) list_first[i] = entries[i].first;
   state->meta = meta;
   state->centroids = centroids;
   state->codebooks = codebooks;
+  state->list_first = list_first;
   index->rd_amcache = state;
   return state;
+}
+
+BlockNumber ListFirstPage(Relation index, uint32 list) {
+  const IndexState* state = GetIndexState(index);
+  BlockNumber first = state->list_first[list];
+  return first != InvalidBlockNumber ? first : ReadListEntry(index, state->meta, list).first;
 }
 
 ScannListEntry ReadListEntry(Relation index, const ScannMetaPage& meta, uint32 list) {

@@ -23,7 +23,13 @@ struct IndexState {
   ScannMetaPage meta;
   const float* centroids;  // lists x dims
   const float* codebooks;  // subspaces x 16 x dims_per_subspace
+  // First page of each list as of loading (a list's first page never changes once set;
+  // InvalidBlockNumber means "read the directory": the list may have been started since).
+  const BlockNumber* list_first;
 };
+
+// First page of a list's chain, from the cached state when it is known.
+BlockNumber ListFirstPage(Relation index, uint32 list);
 
 // The cached state of an index (built on first use after each relcache load).
 const IndexState* GetIndexState(Relation index);

@@ -110,6 +110,7 @@ BuildOptions ResolveBuildOptions(Relation index, Metric metric, double rows, int
 
   int sample = rel ? rel->sample : 0;
   if (sample == 0) sample = Max(kMinDefaultSample, kSamplePerList * lists);
+  sample = int(Min(double(sample), Max(rows, 1.0)));
   // Training keeps the sample and its residuals in memory: stay within maintenance_work_mem.
   double budget_rows = (double(maintenance_work_mem) * 1024.0) / (2.0 * sizeof(float) * dims);
   if (sample > budget_rows) {

@@ -59,8 +59,10 @@ struct ScanState {
   int reorder;       // 0: approximate order, no heap fetches
   uint32 probe_limit;
 
-  // Lists ranked by centroid distance; the current ring is ranked[ring_begin, ring_end).
+  // Lists ranked by centroid distance, the first `ranked_count` of them so far; the current
+  // ring is ranked[ring_begin, ring_end).
   int32* ranked;
+  uint32 ranked_count;
   uint32 ring_begin;
   uint32 ring_end;
   bool ring_open;
@@ -135,11 +137,11 @@ double ApproximateDistance(const ScanState* so, float score) {
   return score;
 }
 
-// Ranks every list by the distance of its centroid to the query (an untrained index has
-// a single list).
-void RankLists(ScanState* so) {
+// Ranks the `count` lists whose centroids are nearest the query (an untrained index has a
+// single list).  Scans rank only what their rings need, and more when they go on.
+void RankLists(ScanState* so, uint32 count) {
   const ScannMetaPage& meta = so->meta;
-  so->ranked = static_cast<int32*>(palloc(sizeof(int32) * meta.lists));
+  so->ranked_count = count;
   if (!meta.trained) {
     so->ranked[0] = 0;
     return;
@@ -149,7 +151,7 @@ void RankLists(ScanState* so) {
   CppGuard([&] {
     // L2, and cosine (unit centroids and query: L2 order is inner-product order).
     if (so->metric != Metric::kInnerProduct) {
-      NearestCentroids(so->query_pq, centroids, int(meta.lists), so->dims, int(so->probe_limit),
+      NearestCentroids(so->query_pq, centroids, int(meta.lists), so->dims, int(count),
                        so->ranked, scratch);
       return;
     }
@@ -163,8 +165,8 @@ void RankLists(ScanState* so) {
     auto better = [&](int32_t a, int32_t b) {
       return scratch[a] < scratch[b] || (scratch[a] == scratch[b] && a < b);
     };
-    std::partial_sort(order.begin(), order.begin() + so->probe_limit, order.end(), better);
-    std::copy(order.begin(), order.begin() + so->probe_limit, so->ranked);
+    std::partial_sort(order.begin(), order.begin() + count, order.end(), better);
+    std::copy(order.begin(), order.begin() + count, so->ranked);
   });
   pfree(scratch);
 }
@@ -247,10 +249,10 @@ void ScoreList(ScanState* so, Relation index, uint32 ring_index) {
   const uint8_t* qlut = so->qluts + (so->shared_lut ? 0 : ring_index * FastScanCodeBytes(int(meta.subspaces)));
   const float offset = so->offsets[ring_index];
   const FastScanKernels& k = FastScanKernelsActive();
-  ScannListEntry entry = ReadListEntry(index, meta, uint32(so->ranked[so->ring_begin + ring_index]));
+  const BlockNumber first = ListFirstPage(index, uint32(so->ranked[so->ring_begin + ring_index]));
   uint8_t tids[32 * kTidBytes];
   uint32 block_unit = 0;  // position inside a block that spans pages
-  for (BlockNumber blkno = entry.first; blkno != InvalidBlockNumber;) {
+  for (BlockNumber blkno = first; blkno != InvalidBlockNumber;) {
     Buffer buf = ReadBuffer(index, blkno);
     LockBuffer(buf, BUFFER_LOCK_SHARE);
     Page page = BufferGetPage(buf);
@@ -290,6 +292,8 @@ bool OpenNextRing(ScanState* so) {
   uint32 limit = Min(so->probe_limit, lists);
   if (so->ring_begin >= limit) return false;
   so->ring_end = Min(limit, so->ring_begin + uint32(so->nprobe));
+  if (so->ring_end > so->ranked_count)
+    RankLists(so, Min(limit, Max(so->ring_end, 2 * so->ranked_count)));
   so->ring_open = true;
   so->ring_done = false;
   so->has_floor = false;
@@ -346,7 +350,7 @@ void Reorder(ScanState* so, IndexScanDesc scan) {
       bool isnull;
       Datum value = IndexedValue(so, scan, &isnull);
       if (!isnull) {
-        VectorArg v = ReadVector(value, "indexed vector");
+        VectorArg v = ReadVector(value, "indexed vector", false);  // checked at insert
         CheckSameDims(so->dims, v.dim);
         so->results[kept].tid = so->results[i].tid;
         so->results[kept++].distance = ExactDistance(so, v.data);
@@ -426,7 +430,8 @@ void StartScan(ScanState* so, IndexScanDesc scan) {
   so->selected = static_cast<uint32*>(palloc(sizeof(uint32) * 32 * per_page));
   so->results = static_cast<Result*>(MemoryContextAllocHuge(so->scan_cxt, sizeof(Result) * so->batch));
   if (!so->topk) so->topk = NewInContext<TopK>(so->scan_cxt);
-  RankLists(so);
+  so->ranked = static_cast<int32*>(palloc(sizeof(int32) * meta.lists));
+  so->ranked_count = 0;
 }
 
 }  // namespace

@@ -8,7 +8,7 @@ extern "C" {
 
 namespace scann::pg {
 
-VectorArg ReadVector(Datum array_datum, const char* what) {
+VectorArg ReadVector(Datum array_datum, const char* what, bool check_finite) {
   ArrayType* array = DatumGetArrayTypeP(array_datum);
 
   if (ARR_ELEMTYPE(array) != FLOAT4OID)
@@ -27,7 +27,7 @@ VectorArg ReadVector(Datum array_datum, const char* what) {
                     errmsg("%s must not contain NULL elements", what)));
 
   const float* data = reinterpret_cast<const float*>(ARR_DATA_PTR(array));
-  if (!AllFinite(data, static_cast<size_t>(dim)))
+  if (check_finite && !AllFinite(data, static_cast<size_t>(dim)))
     ereport(ERROR, (errcode(ERRCODE_DATA_EXCEPTION),
                     errmsg("%s must not contain NaN or infinite values", what)));
   return VectorArg{data, dim};

@@ -35,6 +35,25 @@ like($plan, qr/Index Scan using fashion_idx/, 'the planner chooses the index for
 $r = ScannTest::recall_at_10($node, table => 'fashion', queries => 'fashion_q', op => '<->');
 cmp_ok($r, '>=', 0.95, "Fashion-MNIST l2 recall\@10 at defaults: $r");
 
+# The same rows build the same index, page for page (past the page header's LSN).
+$node->safe_psql('postgres', 'CREATE EXTENSION pageinspect; CREATE INDEX fashion_idx2 ON fashion USING scann (embedding l2_ops)');
+my $pages = sub {
+	my ($index) = @_;
+	return $node->safe_psql('postgres', qq{
+SELECT md5(string_agg(md5(substring(get_raw_page('$index', i::int) FROM 25)), '' ORDER BY i))
+  FROM generate_series(0, pg_relation_size('$index') / current_setting('block_size')::int - 1) i});
+};
+is($pages->('fashion_idx2'), $pages->('fashion_idx'), 'two builds over the same rows write identical pages');
+$node->safe_psql('postgres', 'DROP INDEX fashion_idx2');
+
+# A build is interruptible: a statement timeout cancels it cleanly (the cancel arrives in
+# C++ training code and unwinds through the guard), and the session goes on.
+my ($rc, $stdout, $stderr) = $node->psql('postgres',
+	"SET statement_timeout = '300ms'; CREATE INDEX fashion_slow ON fashion USING scann (embedding l2_ops) WITH (dims_per_subspace = 1)");
+like($stderr, qr/canceling statement due to statement timeout/, 'statement_timeout cancels CREATE INDEX');
+is($node->safe_psql('postgres', "SELECT count(*) FROM pg_class WHERE relname = 'fashion_slow'"), '0',
+	'the cancelled build left no index');
+
 # Recall rises with nprobe.
 my @sweep;
 for my $nprobe (1, 4, 16) {
