@@ -10,7 +10,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DEMO=${PG_SCANN_DEMO_DIR:-/var/tmp/pg_scann-demo}
 PORT=${PG_SCANN_DEMO_PORT:-55499}
-QUERIES=${PG_SCANN_DEMO_QUERIES:-200}
+QUERIES=${PG_SCANN_DEMO_QUERIES:-100}
 export PG_SCANN_DATA=${PG_SCANN_DATA:-/var/tmp/pg_scann-data}
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo

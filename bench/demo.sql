@@ -23,11 +23,11 @@ SELECT pg_size_pretty(pg_relation_size('items_embedding_idx')) AS index_size,
 EXPLAIN (COSTS OFF) SELECT id FROM items ORDER BY embedding <-> (SELECT embedding FROM queries WHERE id = 0) LIMIT 10;
 
 \echo == neighbours of query 0: scann, then exact
-SELECT id, round((embedding <-> q.embedding)::numeric, 1) AS distance
+SELECT id, round((items.embedding <-> q.embedding)::numeric, 1) AS distance
   FROM items, (SELECT embedding FROM queries WHERE id = 0) q
  ORDER BY items.embedding <-> q.embedding LIMIT 5;
 SET enable_indexscan = off;
-SELECT id, round((embedding <-> q.embedding)::numeric, 1) AS distance
+SELECT id, round((items.embedding <-> q.embedding)::numeric, 1) AS distance
   FROM items, (SELECT embedding FROM queries WHERE id = 0) q
  ORDER BY items.embedding <-> q.embedding LIMIT 5;
 RESET enable_indexscan;
@@ -41,8 +41,9 @@ BEGIN
   EXECUTE format('SET LOCAL enable_seqscan = %s', NOT use_index);
   FOR q IN SELECT id, embedding FROM queries ORDER BY id LOOP
     qid := q.id;
-    SELECT array_agg(id), max(d) INTO ids, kth FROM
-      (SELECT id, embedding <-> q.embedding AS d FROM items ORDER BY embedding <-> q.embedding LIMIT 10) s;
+    -- Dynamic SQL: planned per call, under this call's settings (a cached plan would not be).
+    EXECUTE 'SELECT array_agg(id), max(d) FROM (SELECT id, embedding <-> $1 AS d FROM items '
+            'ORDER BY embedding <-> $1 LIMIT 10) s' INTO ids, kth USING q.embedding;
     RETURN NEXT;
   END LOOP;
 END $$;

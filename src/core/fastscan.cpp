@@ -62,6 +62,10 @@ float FastScanLutScale(const float* luts, int nluts, int m) {
     }
     max_sum = std::max(max_sum, sum);
   }
+  return FastScanScaleFromRanges(max_range, max_sum, m);
+}
+
+float FastScanScaleFromRanges(double max_range, double max_sum, int m) {
   if (max_range <= 0) return 1.0f;  // every table is constant: any scale gives score 0
   return static_cast<float>(std::min(255.0 / max_range, SumBudget(m) / max_sum));
 }
@@ -121,8 +125,10 @@ size_t FastScanSelectBelow(const uint16_t* scores, size_t n, uint16_t threshold,
 
 namespace {
 
-const FastScanKernels kScalar = {scalar::FastScanAccumulateBlocks, scalar::FastScanSelectBelow};
-const FastScanKernels kAvx2 = {avx2::FastScanAccumulateBlocks, avx2::FastScanSelectBelow};
+const FastScanKernels kScalar = {scalar::FastScanAccumulateBlocks, scalar::FastScanSelectBelow,
+                                 FastScanQuantizeLut, FastScanLutScale};
+const FastScanKernels kAvx2 = {avx2::FastScanAccumulateBlocks, avx2::FastScanSelectBelow,
+                               avx2::FastScanQuantizeLut, avx2::FastScanLutScale};
 
 }  // namespace
 

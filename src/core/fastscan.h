@@ -57,6 +57,10 @@ void FastScanPackBlock(const uint8_t* codes, int n, int m, uint8_t* block);
 // all of a query's tables share it, scores of different lists compare.
 float FastScanLutScale(const float* luts, int nluts, int m);
 
+// The scale FastScanLutScale picks from the largest subspace range of all tables and the
+// largest per-table sum of ranges (shared by its scalar and SIMD versions).
+float FastScanScaleFromRanges(double max_range, double max_sum, int m);
+
 // Quantizes one table into FastScanCodeBytes(m) bytes of qlut: entry = round((lut - min_s) *
 // scale) with min_s the minimum of subspace s, and returns offset = sum of the min_s.
 //
@@ -80,6 +84,11 @@ struct FastScanKernels {
   // Writes into idx (room for n entries) the positions i < n with scores[i] < threshold,
   // ascending; returns how many.
   size_t (*select_below)(const uint16_t* scores, size_t n, uint16_t threshold, uint32_t* idx);
+  // FastScanQuantizeLut, bit for bit (per-list tables of high-dimensional L2 scans make it
+  // worth vectorizing).
+  float (*quantize_lut)(const float* lut, int m, float scale, uint8_t* qlut);
+  // FastScanLutScale, bit for bit.
+  float (*lut_scale)(const float* luts, int nluts, int m);
 };
 
 // The kernel table for one instruction set (the scalar one when the CPU lacks it).
@@ -98,6 +107,8 @@ namespace avx2 {
 void FastScanAccumulateBlocks(const uint8_t* blocks, size_t nblocks, size_t stride_bytes,
                               int npairs, const uint8_t* qlut, uint16_t* acc);
 size_t FastScanSelectBelow(const uint16_t* scores, size_t n, uint16_t threshold, uint32_t* idx);
+float FastScanQuantizeLut(const float* lut, int m, float scale, uint8_t* qlut);
+float FastScanLutScale(const float* luts, int nluts, int m);
 }  // namespace avx2
 
 }  // namespace scann

@@ -3,6 +3,7 @@
 // table and byte/word reinterpretation, which xsimd 8 does not expose.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "core/fastscan.h"
@@ -94,6 +95,61 @@ size_t FastScanSelectBelow(const uint16_t* scores, size_t n, uint16_t threshold,
     count += scores[i] < threshold;
   }
   return count;
+}
+
+// FastScanQuantizeLut with the same float operations in the same order per entry (minimum,
+// subtract, scale, +0.5, truncate, cap at 255), so the bytes and the offset are identical.
+float FastScanQuantizeLut(const float* lut, int m, float scale, uint8_t* qlut) {
+  const __m256 vscale = _mm256_set1_ps(scale), half = _mm256_set1_ps(0.5f),
+               cap = _mm256_set1_ps(255.0f);
+  double offset = 0;
+  for (int s = 0; s < m; s++) {
+    const float* sub = lut + size_t(s) * 16;
+    const __m256 a = _mm256_loadu_ps(sub), b = _mm256_loadu_ps(sub + 8);
+    __m256 lo = _mm256_min_ps(a, b);
+    lo = _mm256_min_ps(lo, _mm256_permute2f128_ps(lo, lo, 1));
+    lo = _mm256_min_ps(lo, _mm256_shuffle_ps(lo, lo, 0x4E));
+    lo = _mm256_min_ps(lo, _mm256_shuffle_ps(lo, lo, 0xB1));
+    offset += _mm256_cvtss_f32(lo);
+    // x < 255 ? trunc(x + 0.5) : 255  ==  trunc(min(x + 0.5, 255)) for x >= 0.
+    const __m256i ia = _mm256_cvttps_epi32(
+        _mm256_min_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(a, lo), vscale), half), cap));
+    const __m256i ib = _mm256_cvttps_epi32(
+        _mm256_min_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(b, lo), vscale), half), cap));
+    const __m256i words = _mm256_permute4x64_epi64(_mm256_packus_epi32(ia, ib), 0xD8);
+    const __m128i bytes =
+        _mm_packus_epi16(_mm256_castsi256_si128(words), _mm256_extracti128_si256(words, 1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(qlut + size_t(s / 2) * kFastScanUnit + (s % 2) * 16),
+                     bytes);
+  }
+  if (m % 2) _mm_storeu_si128(reinterpret_cast<__m128i*>(qlut + size_t(m / 2) * kFastScanUnit + 16),
+                              _mm_setzero_si128());
+  return static_cast<float>(offset);
+}
+
+// FastScanLutScale: the same float ranges (hi - lo of each subspace) summed in the same
+// order in double, so the scale is identical.
+float FastScanLutScale(const float* luts, int nluts, int m) {
+  double max_range = 0, max_sum = 0;
+  for (int t = 0; t < nluts; t++) {
+    double sum = 0;
+    for (int s = 0; s < m; s++) {
+      const float* sub = luts + (size_t(t) * m + s) * 16;
+      const __m256 a = _mm256_loadu_ps(sub), b = _mm256_loadu_ps(sub + 8);
+      __m256 lo = _mm256_min_ps(a, b), hi = _mm256_max_ps(a, b);
+      lo = _mm256_min_ps(lo, _mm256_permute2f128_ps(lo, lo, 1));
+      hi = _mm256_max_ps(hi, _mm256_permute2f128_ps(hi, hi, 1));
+      lo = _mm256_min_ps(lo, _mm256_shuffle_ps(lo, lo, 0x4E));
+      hi = _mm256_max_ps(hi, _mm256_shuffle_ps(hi, hi, 0x4E));
+      lo = _mm256_min_ps(lo, _mm256_shuffle_ps(lo, lo, 0xB1));
+      hi = _mm256_max_ps(hi, _mm256_shuffle_ps(hi, hi, 0xB1));
+      const float range = _mm256_cvtss_f32(hi) - _mm256_cvtss_f32(lo);
+      max_range = std::max(max_range, double(range));
+      sum += range;
+    }
+    max_sum = std::max(max_sum, sum);
+  }
+  return FastScanScaleFromRanges(max_range, max_sum, m);
 }
 
 }  // namespace avx2

@@ -1,4 +1,5 @@
 // Module entry: magic block and one-time initialisation.
+#include "pg/scann_index.h"
 #include "pg/scann_options.h"
 
 extern "C" {
@@ -7,6 +8,9 @@ PG_MODULE_MAGIC;
 
 void _PG_init(void);
 
-void _PG_init(void) { scann::pg::InitOptions(); }
+void _PG_init(void) {
+  scann::pg::InitOptions();
+  scann::pg::InitQuantizerCache();
+}
 
 }  // extern "C"

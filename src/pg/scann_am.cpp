@@ -48,14 +48,8 @@ bool Insert(Relation index, Datum* values, bool* isnull, ItemPointer heap_tid, R
       // Looked up again after detoasting, which may have flushed the relcache entry.
       const IndexState* idx = GetIndexState(index);
       float* residual = static_cast<float*>(palloc(sizeof(float) * dims));
-      list = CppGuard([&] {
-        PqOptions opts;
-        opts.dims_per_subspace = int(meta.dims_per_subspace);
-        opts.anisotropic = meta.anisotropic_threshold > 0;
-        opts.threshold = opts.anisotropic ? meta.anisotropic_threshold : 0.2f;
-        ProductQuantizer pq(dims, opts, idx->codebooks);
-        return EncodeVector(&pq, idx->centroids, meta.lists, dims, vec, residual, codes);
-      });
+      const ProductQuantizer* pq = GetQuantizer(index);
+      list = EncodeVector(pq, idx->centroids, meta.lists, dims, vec, residual, codes);
     }
     InsertIntoList(index, meta, list, heap_tid, codes);
   }

@@ -1,6 +1,9 @@
 #include "pg/scann_index.h"
 
+#include <algorithm>
 #include <cstring>
+#include <memory>
+#include <vector>
 
 #include "pg/scann_options.h"
 
@@ -8,6 +11,7 @@ extern "C" {
 #include "access/relation.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
+#include "utils/inval.h"
 #include "utils/memutils.h"
 }
 
@@ -120,6 +124,48 @@ const IndexState* GetIndexState(Relation index) {
   state->list_first = list_first;
   index->rd_amcache = state;
   return state;
+}
+
+namespace {
+
+// Quantizers rebuilt from stored codebooks cost a copy and a transpose of every codebook:
+// worth keeping across queries.  Keyed by relation and relfilenode (REINDEX gives a new one).
+struct CachedQuantizer {
+  Oid relid;
+  RelFileNode node;
+  std::unique_ptr<ProductQuantizer> pq;
+};
+
+std::vector<CachedQuantizer>* g_quantizers = nullptr;
+
+void ForgetQuantizers(Datum, Oid relid) {
+  if (!g_quantizers) return;
+  auto& v = *g_quantizers;
+  v.erase(std::remove_if(v.begin(), v.end(),
+                         [&](const CachedQuantizer& c) { return relid == InvalidOid || c.relid == relid; }),
+          v.end());
+}
+
+}  // namespace
+
+void InitQuantizerCache() { CacheRegisterRelcacheCallback(ForgetQuantizers, 0); }
+
+const ProductQuantizer* GetQuantizer(Relation index) {
+  const IndexState* state = GetIndexState(index);
+  const ScannMetaPage& meta = state->meta;
+  return CppGuard([&]() -> const ProductQuantizer* {
+    if (!g_quantizers) g_quantizers = new std::vector<CachedQuantizer>();
+    for (const CachedQuantizer& c : *g_quantizers)
+      if (c.relid == RelationGetRelid(index) && RelFileNodeEquals(c.node, index->rd_node))
+        return c.pq.get();
+    PqOptions opts;
+    opts.dims_per_subspace = int(meta.dims_per_subspace);
+    opts.anisotropic = meta.anisotropic_threshold > 0;
+    opts.threshold = opts.anisotropic ? meta.anisotropic_threshold : 0.2f;
+    auto pq = std::make_unique<ProductQuantizer>(int(meta.dims), opts, state->codebooks);
+    g_quantizers->push_back({RelationGetRelid(index), index->rd_node, std::move(pq)});
+    return g_quantizers->back().pq.get();
+  });
 }
 
 BlockNumber ListFirstPage(Relation index, uint32 list) {

@@ -6,6 +6,7 @@
 #include <new>
 #include <utility>
 
+#include "core/pq.h"
 #include "pg/guard.h"
 #include "pg/scann_page.h"
 
@@ -27,6 +28,14 @@ struct IndexState {
   // InvalidBlockNumber means "read the directory": the list may have been started since).
   const BlockNumber* list_first;
 };
+
+// The index's product quantizer (codebooks and, for inserts, its score-aware encoding
+// options), kept per backend and dropped by relcache invalidation.  Only for trained
+// indexes; valid until the next call that can process invalidations.
+const ProductQuantizer* GetQuantizer(Relation index);
+
+// Registers the invalidation callback of GetQuantizer's cache (from _PG_init).
+void InitQuantizerCache();
 
 // First page of a list's chain, from the cached state when it is known.
 BlockNumber ListFirstPage(Relation index, uint32 list);

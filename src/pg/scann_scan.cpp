@@ -70,7 +70,6 @@ struct ScanState {
   bool exhausted;
 
   // Lookup tables of the ring (one per list for L2, one shared for ip and cosine).
-  ProductQuantizer* pq;
   float* luts;
   uint8_t* qluts;
   float* offsets;
@@ -183,6 +182,7 @@ void BuildRingLuts(ScanState* so) {
     return;
   }
   const size_t lut_floats = size_t(m) * 16, qlut_bytes = FastScanCodeBytes(m);
+  const ProductQuantizer* pq = GetQuantizer(so->index);
   CppGuard([&] {
     std::vector<float> residual(dims);
     std::vector<float> bias(ring, 0.0f);
@@ -190,17 +190,17 @@ void BuildRingLuts(ScanState* so) {
       const float* c = centroids + size_t(so->ranked[so->ring_begin + i]) * dims;
       if (so->shared_lut) {
         bias[i] = -Distances().inner_product(so->query_pq, c, dims);
-        if (i == 0) so->pq->IpLut(so->query_pq, so->luts);
+        if (i == 0) pq->IpLut(so->query_pq, so->luts);
       } else {
         for (int j = 0; j < dims; j++) residual[j] = so->query_pq[j] - c[j];
-        so->pq->L2Lut(residual.data(), so->luts + i * lut_floats);
+        pq->L2Lut(residual.data(), so->luts + i * lut_floats);
       }
     }
     uint32 nluts = so->shared_lut ? 1 : ring;
-    so->scale = FastScanLutScale(so->luts, int(nluts), m);
+    so->scale = FastScanKernelsActive().lut_scale(so->luts, int(nluts), m);
     for (uint32 i = 0; i < nluts; i++)
-      so->offsets[i] =
-          FastScanQuantizeLut(so->luts + i * lut_floats, m, so->scale, so->qluts + i * qlut_bytes);
+      so->offsets[i] = FastScanKernelsActive().quantize_lut(so->luts + i * lut_floats, m,
+                                                            so->scale, so->qluts + i * qlut_bytes);
     if (so->shared_lut) {
       const float base = so->offsets[0];
       for (uint32 i = 0; i < ring; i++) so->offsets[i] = base + bias[i];
@@ -416,9 +416,6 @@ void StartScan(ScanState* so, IndexScanDesc scan) {
   so->shared_lut = so->metric != Metric::kL2;
   uint32 ring = std::min<uint32>(so->nprobe, meta.lists);
   if (meta.subspaces > 0) {
-    if (!so->pq)
-      so->pq = NewInContext<ProductQuantizer>(so->scan_cxt, so->dims, int(meta.dims_per_subspace),
-                                              GetIndexState(so->index)->codebooks);
     size_t lut_floats = size_t(meta.subspaces) * 16;
     uint32 nluts = so->shared_lut ? 1 : ring;
     so->luts = static_cast<float*>(palloc(sizeof(float) * lut_floats * nluts));
@@ -459,7 +456,6 @@ void Rescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int n
   // Per-query memory lives in scan_cxt; C++ objects in it are deleted with it.
   MemoryContextReset(so->scan_cxt);
   MemoryContext old = MemoryContextSwitchTo(so->scan_cxt);
-  so->pq = nullptr;
   so->topk = nullptr;
   so->ring_begin = so->ring_end = 0;
   so->ring_open = so->ring_done = so->exhausted = false;

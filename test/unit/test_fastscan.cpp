@@ -199,6 +199,28 @@ TEST(FastScanAvx2, AccumulateMatchesScalar) {
   }
 }
 
+// The AVX2 LUT scale and quantization give the same scale, bytes and offset as the scalar
+// reference,
+// including entries that round up to the 255 cap, constant tables and odd m.
+TEST(FastScanLut, Avx2QuantizationMatchesScalar) {
+  if (DetectIsa() != Isa::kAvx2) GTEST_SKIP() << "CPU lacks AVX2";
+  std::mt19937 rng(11);
+  for (int m : TestMs()) {
+    auto luts = RandomLuts(rng, 2, m);
+    std::fill(luts.begin() + 16, luts.begin() + 32, 3.25f);  // a constant subspace
+    const float scale = FastScanLutScale(luts.data(), 2, m);
+    ASSERT_EQ(scale, FastScanKernelsFor(Isa::kAvx2).lut_scale(luts.data(), 2, m)) << "m=" << m;
+    for (int t = 0; t < 2; t++) {
+      const float* lut = luts.data() + size_t(t) * m * 16;
+      std::vector<uint8_t> want(FastScanCodeBytes(m), 0xAA), got(FastScanCodeBytes(m), 0x55);
+      const float want_offset = FastScanKernelsFor(Isa::kScalar).quantize_lut(lut, m, scale, want.data());
+      const float got_offset = FastScanKernelsFor(Isa::kAvx2).quantize_lut(lut, m, scale, got.data());
+      ASSERT_EQ(want_offset, got_offset) << "m=" << m;
+      ASSERT_EQ(want, got) << "m=" << m;
+    }
+  }
+}
+
 // Quantized scores stay within the documented bound of the float sums, and the largest
 // possible score of every table fits in uint16.
 TEST(FastScanLut, QuantizationErrorBound) {
