@@ -11,21 +11,19 @@ namespace {
 using Batch = xsimd::batch<float, xsimd::fma3<xsimd::avx2>>;
 constexpr size_t kLanes = Batch::size;
 
-// Sum of f(a_i, b_i) over two accumulators of kLanes, then a scalar tail.
+// Sum of f(a_i, b_i) over four accumulators of kLanes (enough independent FMA chains to
+// hide their latency), then a scalar tail.
 template <typename Step, typename Tail>
 float Reduce(const float* a, const float* b, size_t n, Step step, Tail tail) {
-  Batch acc0(0.0f), acc1(0.0f);
+  Batch acc[4] = {Batch(0.0f), Batch(0.0f), Batch(0.0f), Batch(0.0f)};
   size_t i = 0;
-  for (; i + 2 * kLanes <= n; i += 2 * kLanes) {
-    acc0 = step(Batch::load_unaligned(a + i), Batch::load_unaligned(b + i), acc0);
-    acc1 = step(Batch::load_unaligned(a + i + kLanes), Batch::load_unaligned(b + i + kLanes),
-                acc1);
-  }
-  if (i + kLanes <= n) {
-    acc0 = step(Batch::load_unaligned(a + i), Batch::load_unaligned(b + i), acc0);
-    i += kLanes;
-  }
-  float s = xsimd::hadd(acc0 + acc1);
+  for (; i + 4 * kLanes <= n; i += 4 * kLanes)
+    for (size_t k = 0; k < 4; k++)
+      acc[k] = step(Batch::load_unaligned(a + i + k * kLanes),
+                    Batch::load_unaligned(b + i + k * kLanes), acc[k]);
+  for (size_t k = 0; i + kLanes <= n; i += kLanes, k++)
+    acc[k] = step(Batch::load_unaligned(a + i), Batch::load_unaligned(b + i), acc[k]);
+  float s = xsimd::hadd((acc[0] + acc[1]) + (acc[2] + acc[3]));
   for (; i < n; i++) s += tail(a[i], b[i]);
   return s;
 }

@@ -64,17 +64,24 @@ INSERT INTO fashion SELECT * FROM fashion_later;
 });
 compare('after inserts');
 $primary->safe_psql('postgres', q{
+CREATE TABLE glove_deleted AS SELECT * FROM glove WHERE id % 3 = 0;
+CREATE TABLE fashion_deleted AS SELECT * FROM fashion WHERE id % 3 = 0;
 DELETE FROM glove WHERE id % 3 = 0;
 DELETE FROM fashion WHERE id % 3 = 0;
 VACUUM glove;
 VACUUM fashion;
 });
 compare('after deletes and VACUUM');
-# Freed slots are reused by the next inserts, and the standby follows.
+# Freed slots are reused: the deleted vectors inserted again land in the lists they left
+# and fill the freed slots, so the index does not grow; the standby follows.
+my $size_sql = "SELECT pg_relation_size('glove_idx') || ' ' || pg_relation_size('fashion_idx')";
+my $sizes_before = $primary->safe_psql('postgres', $size_sql);
 $primary->safe_psql('postgres', q{
-INSERT INTO glove SELECT id + 100000, embedding FROM glove_later;
-INSERT INTO fashion SELECT id + 100000, embedding FROM fashion_later;
+INSERT INTO glove SELECT id + 100000, embedding FROM glove_deleted;
+INSERT INTO fashion SELECT id + 100000, embedding FROM fashion_deleted;
 });
+is($primary->safe_psql('postgres', $size_sql), $sizes_before,
+	'inserts after VACUUM fill freed slots instead of growing the index');
 compare('after reusing freed slots');
 is($standby->safe_psql('postgres', q{
 SET enable_seqscan = off; SET scann.nprobe = 1000;
