@@ -394,9 +394,20 @@ bool NextBatch(ScanState* so, IndexScanDesc scan) {
 }
 
 // Total slots of an index: the capacity an untrained index's single batch needs.
+// Counted on the pages rather than taken from the directory's block counts, which a crash
+// between an insert's two WAL records can leave one block behind.
 uint32 CountSlots(Relation index, const ScannMetaPage& meta) {
   double slots = 0;
-  for (uint32 l = 0; l < meta.lists; l++) slots += 32.0 * ReadListEntry(index, meta, l).blocks;
+  for (uint32 l = 0; l < meta.lists; l++) {
+    for (BlockNumber blkno = ListFirstPage(index, l); blkno != InvalidBlockNumber;) {
+      Buffer buf = ReadBuffer(index, blkno);
+      LockBuffer(buf, BUFFER_LOCK_SHARE);
+      Page page = BufferGetPage(buf);
+      slots += 32.0 * (PageUnits(page) / meta.block_units);
+      blkno = PageOpaque(page)->next;
+      UnlockReleaseBuffer(buf);
+    }
+  }
   return uint32(Min(slots + 32, double(PG_INT32_MAX / 2)));
 }
 
