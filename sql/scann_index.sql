@@ -136,3 +136,15 @@ RESET ALL;
 SELECT array_agg(id ORDER BY id) AS exact_five FROM (
   SELECT id FROM wide ORDER BY v <-> (SELECT v FROM wide WHERE id = 140) LIMIT 5) s;
 DROP TABLE wide;
+
+-- An expression index: the re-ranking evaluates the expression on each fetched row.
+CREATE TABLE ex (id int PRIMARY KEY, x real, y real);
+INSERT INTO ex SELECT i, cos(i * 0.1), sin(i * 0.13) FROM generate_series(1, 500) i;
+CREATE INDEX ex_idx ON ex USING scann ((ARRAY[x, y]) l2_ops);
+SET enable_seqscan = off;
+SET scann.nprobe = 100;
+EXPLAIN (COSTS OFF) SELECT id FROM ex ORDER BY ARRAY[x, y] <-> '{0.5,0.5}' LIMIT 3;
+SELECT id, round((ARRAY[x, y] <-> '{0.5,0.5}')::numeric, 5) AS d FROM ex ORDER BY ARRAY[x, y] <-> '{0.5,0.5}' LIMIT 3;
+RESET ALL;
+SELECT id, round((ARRAY[x, y] <-> '{0.5,0.5}')::numeric, 5) AS d FROM ex ORDER BY ARRAY[x, y] <-> '{0.5,0.5}' LIMIT 3;
+DROP TABLE ex;

@@ -119,11 +119,12 @@ float FastScanQuantizeLut(const float* lut, int m, float scale, uint8_t* qlut) {
     const __m256i words = _mm256_permute4x64_epi64(_mm256_packus_epi32(ia, ib), 0xD8);
     const __m128i bytes =
         _mm_packus_epi16(_mm256_castsi256_si128(words), _mm256_extracti128_si256(words, 1));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(qlut + size_t(s / 2) * kFastScanUnit + (s % 2) * 16),
-                     bytes);
+    _mm_storeu_si128(
+        reinterpret_cast<__m128i*>(qlut + size_t(s / 2) * kFastScanUnit + (s % 2) * 16), bytes);
   }
-  if (m % 2) _mm_storeu_si128(reinterpret_cast<__m128i*>(qlut + size_t(m / 2) * kFastScanUnit + 16),
-                              _mm_setzero_si128());
+  if (m % 2)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(qlut + size_t(m / 2) * kFastScanUnit + 16),
+                     _mm_setzero_si128());
   return static_cast<float>(offset);
 }
 

@@ -44,7 +44,8 @@ class PgError : public std::exception {
 // An error for the user, raised from C++ with its SQLSTATE (an ERRCODE_* value).
 class SqlError : public std::runtime_error {
  public:
-  SqlError(int sqlstate, const std::string& message) : std::runtime_error(message), sqlstate_(sqlstate) {}
+  SqlError(int sqlstate, const std::string& message)
+      : std::runtime_error(message), sqlstate_(sqlstate) {}
   int sqlstate() const { return sqlstate_; }
 
  private:
@@ -84,8 +85,8 @@ auto CppGuard(Fn&& fn) -> decltype(fn()) {
   } catch (const std::exception& e) {
     detail::Capture(&caught, ERRCODE_INTERNAL_ERROR, "pg_scann internal error: ", e.what());
   } catch (...) {
-    detail::Capture(&caught, ERRCODE_INTERNAL_ERROR, "pg_scann internal error: ",
-                    "unknown exception");
+    detail::Capture(&caught, ERRCODE_INTERNAL_ERROR,
+                    "pg_scann internal error: ", "unknown exception");
   }
   detail::Raise(caught);
 }
@@ -96,9 +97,7 @@ void PgCallVoid(Fn&& fn) {
   MemoryContext caller_context = CurrentMemoryContext;
   ErrorData* volatile edata = nullptr;
   PG_TRY();
-  {
-    fn();
-  }
+  { fn(); }
   PG_CATCH();
   {
     MemoryContextSwitchTo(caller_context);

@@ -32,8 +32,8 @@ namespace {
 bool Insert(Relation index, Datum* values, bool* isnull, ItemPointer heap_tid, Relation heap,
             IndexUniqueCheck check_unique, bool index_unchanged, IndexInfo* index_info) {
   if (isnull[0]) return false;
-  MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "scann insert",
-                                            ALLOCSET_SMALL_SIZES);
+  MemoryContext cxt =
+      AllocSetContextCreate(CurrentMemoryContext, "scann insert", ALLOCSET_SMALL_SIZES);
   MemoryContext old = MemoryContextSwitchTo(cxt);
   const ScannMetaPage meta = GetIndexState(index)->meta;
   Metric metric = Metric(meta.metric);
@@ -61,8 +61,7 @@ bool Insert(Relation index, Datum* values, bool* isnull, ItemPointer heap_tid, R
 // Like pgvector's ivfflat estimate: the scan reads nprobe/lists of the index before its
 // first row, then re-ranks up to scann.reorder heap tuples.
 void CostEstimate(PlannerInfo* root, IndexPath* path, double loop_count, Cost* startup_cost,
-                  Cost* total_cost, Selectivity* selectivity, double* correlation,
-                  double* pages) {
+                  Cost* total_cost, Selectivity* selectivity, double* correlation, double* pages) {
   GenericCosts costs = {};
   if (path->indexorderbys == NIL) {  // only ORDER BY <op> LIMIT scans use this index
     *startup_cost = *total_cost = get_float8_infinity();
@@ -94,13 +93,15 @@ void CostEstimate(PlannerInfo* root, IndexPath* path, double loop_count, Cost* s
 bool Validate(Oid opclassoid) {
   bool result = true;
   HeapTuple classtup = SearchSysCache1(CLAOID, ObjectIdGetDatum(opclassoid));
-  if (!HeapTupleIsValid(classtup)) elog(ERROR, "cache lookup failed for operator class %u", opclassoid);
+  if (!HeapTupleIsValid(classtup))
+    elog(ERROR, "cache lookup failed for operator class %u", opclassoid);
   Form_pg_opclass classform = (Form_pg_opclass)GETSTRUCT(classtup);
   Oid opfamilyoid = classform->opcfamily;
   Oid opcintype = classform->opcintype;
   char* opclassname = NameStr(classform->opcname);
   HeapTuple familytup = SearchSysCache1(OPFAMILYOID, ObjectIdGetDatum(opfamilyoid));
-  if (!HeapTupleIsValid(familytup)) elog(ERROR, "cache lookup failed for operator family %u", opfamilyoid);
+  if (!HeapTupleIsValid(familytup))
+    elog(ERROR, "cache lookup failed for operator family %u", opfamilyoid);
   char* opfamilyname = NameStr(((Form_pg_opfamily)GETSTRUCT(familytup))->opfname);
   CatCList* oprlist = SearchSysCacheList1(AMOPSTRATEGY, ObjectIdGetDatum(opfamilyoid));
   CatCList* proclist = SearchSysCacheList1(AMPROCNUM, ObjectIdGetDatum(opfamilyoid));
@@ -126,9 +127,10 @@ bool Validate(Oid opclassoid) {
     procs++;
   }
   if (procs != 1) {
-    ereport(INFO, (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
-                   errmsg("scann operator family \"%s\" must have exactly one support function, has %d",
-                          opfamilyname, procs)));
+    ereport(INFO,
+            (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+             errmsg("scann operator family \"%s\" must have exactly one support function, has %d",
+                    opfamilyname, procs)));
     result = false;
   }
   int orderings = 0;
@@ -146,9 +148,10 @@ bool Validate(Oid opclassoid) {
     orderings++;
   }
   if (orderings != 1) {
-    ereport(INFO, (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
-                   errmsg("scann operator family \"%s\" must have exactly one ordering operator, has %d",
-                          opfamilyname, orderings)));
+    ereport(INFO,
+            (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+             errmsg("scann operator family \"%s\" must have exactly one ordering operator, has %d",
+                    opfamilyname, orderings)));
     result = false;
   }
   ReleaseCatCacheList(proclist);

@@ -59,8 +59,8 @@ struct BuildState {
   ForkNumber fork;
   Metric metric;
   int dims;
-  double rows;          // rows with a value (pass 1)
-  double indexed;       // rows encoded (pass 3)
+  double rows;     // rows with a value (pass 1)
+  double indexed;  // rows encoded (pass 3)
   MemoryContext row_cxt;
 
   // Sampling (pass 2): reservoir of `sample_cap` rows.
@@ -141,8 +141,8 @@ void EncodeCallback(Relation index, ItemPointer tid, Datum* values, bool* isnull
   if (usable) {
     uint32 list = 0;
     if (bs->trained) {
-      list = EncodeVector(bs->pq, bs->centroids, bs->opts.lists, bs->dims, bs->vec,
-                          bs->residual, bs->codes);
+      list = EncodeVector(bs->pq, bs->centroids, bs->opts.lists, bs->dims, bs->vec, bs->residual,
+                          bs->codes);
     }
     size_t len = VARHDRSZ + kSortKeyBytes + bs->code_bytes;
     bytea* rec = static_cast<bytea*>(palloc(len));
@@ -167,8 +167,9 @@ void CountRows(BuildState* bs) {
 void SampleRows(BuildState* bs) {
   pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, kPhaseSample);
   bs->sample_cap = static_cast<uint32>(std::min<double>(bs->opts.sample, bs->rows));
-  bs->sample = static_cast<float*>(
-      MemoryContextAllocHuge(CurrentMemoryContext, sizeof(float) * std::max<size_t>(1, size_t(bs->sample_cap) * bs->dims)));
+  bs->sample = static_cast<float*>(MemoryContextAllocHuge(
+      CurrentMemoryContext,
+      sizeof(float) * std::max<size_t>(1, size_t(bs->sample_cap) * bs->dims)));
   bs->rng = new (palloc(sizeof(Rng))) Rng(kSeed);  // trivially destructible
   bs->vec = static_cast<float*>(palloc(sizeof(float) * bs->dims));
   table_index_build_scan(bs->heap, bs->index, bs->index_info, false, true, SampleCallback, bs,
@@ -198,8 +199,8 @@ void Train(BuildState* bs) {
   if (bs->metric == Metric::kInnerProduct && bs->opts.anisotropic_threshold > 0)
     ScaleThresholdToNorms(bs);
   bs->opts.lists = Min(bs->opts.lists, n);
-  bs->centroids = static_cast<float*>(MemoryContextAllocHuge(
-      CurrentMemoryContext, sizeof(float) * size_t(bs->opts.lists) * dims));
+  bs->centroids = static_cast<float*>(
+      MemoryContextAllocHuge(CurrentMemoryContext, sizeof(float) * size_t(bs->opts.lists) * dims));
   PqOptions pq_opts;
   pq_opts.dims_per_subspace = bs->opts.dims_per_subspace;
   pq_opts.anisotropic = bs->opts.anisotropic_threshold > 0;
@@ -297,11 +298,11 @@ ScannMetaPage WriteIndex(BuildState* bs) {
 
   size_t centroid_bytes = bs->trained ? sizeof(float) * size_t(meta.lists) * meta.dims : 0;
   size_t codebook_bytes = bs->trained ? sizeof(float) * bs->pq->codebook_floats() : 0;
-  meta.centroid_start = WriteStream(bs->index, bs->fork, bs->centroids, centroid_bytes,
-                                    &meta.centroid_pages);
-  meta.codebook_start = WriteStream(bs->index, bs->fork,
-                                    bs->trained ? bs->pq->codebooks() : nullptr, codebook_bytes,
-                                    &meta.codebook_pages);
+  meta.centroid_start =
+      WriteStream(bs->index, bs->fork, bs->centroids, centroid_bytes, &meta.centroid_pages);
+  meta.codebook_start =
+      WriteStream(bs->index, bs->fork, bs->trained ? bs->pq->codebooks() : nullptr, codebook_bytes,
+                  &meta.codebook_pages);
   ScannListEntry* entries = static_cast<ScannListEntry*>(
       MemoryContextAllocHuge(CurrentMemoryContext, sizeof(ScannListEntry) * meta.lists));
   for (uint32 i = 0; i < meta.lists; i++)
@@ -332,8 +333,8 @@ void InitBuildState(BuildState* bs, Relation heap, Relation index, IndexInfo* in
   bs->index_info = info;
   bs->fork = fork;
   bs->metric = IndexMetric(index);
-  bs->row_cxt = AllocSetContextCreate(CurrentMemoryContext, "scann build row",
-                                      ALLOCSET_DEFAULT_SIZES);
+  bs->row_cxt =
+      AllocSetContextCreate(CurrentMemoryContext, "scann build row", ALLOCSET_DEFAULT_SIZES);
 }
 
 void BuildIndex(BuildState* bs) {
@@ -352,15 +353,17 @@ void BuildIndex(BuildState* bs) {
     bs->code_bytes = bs->pq->num_subspaces();
   } else {
     bs->opts.lists = 1;
-    bs->opts.dims_per_subspace = bs->dims > 0 ? std::min<uint32>(std::max<uint32>(bs->opts.dims_per_subspace, 1), bs->dims) : 2;
+    bs->opts.dims_per_subspace =
+        bs->dims > 0 ? std::min<uint32>(std::max<uint32>(bs->opts.dims_per_subspace, 1), bs->dims)
+                     : 2;
     bs->code_bytes = 0;
   }
   if (bs->heap && bs->rows > 0) EncodeRows(bs);
   ScannMetaPage meta = WriteIndex(bs);
   WriteMetaPage(bs->index, bs->fork, meta);
   if (bs->fork == INIT_FORKNUM || RelationNeedsWAL(bs->index))
-    log_newpage_range(bs->index, bs->fork, 0,
-                      RelationGetNumberOfBlocksInFork(bs->index, bs->fork), true);
+    log_newpage_range(bs->index, bs->fork, 0, RelationGetNumberOfBlocksInFork(bs->index, bs->fork),
+                      true);
   if (bs->heap && !bs->trained)
     ereport(NOTICE,
             (errmsg("scann index \"%s\" was built on %.0f rows, too few to train its quantizers",
@@ -380,8 +383,8 @@ IndexBuildResult* Build(Relation heap, Relation index, IndexInfo* index_info) {
   BuildState bs;
   InitBuildState(&bs, heap, index, index_info, MAIN_FORKNUM);
   BuildIndex(&bs);
-  IndexBuildResult* result = static_cast<IndexBuildResult*>(
-      MemoryContextAlloc(old, sizeof(IndexBuildResult)));
+  IndexBuildResult* result =
+      static_cast<IndexBuildResult*>(MemoryContextAlloc(old, sizeof(IndexBuildResult)));
   result->heap_tuples = bs.rows;
   result->index_tuples = bs.indexed;
   MemoryContextSwitchTo(old);

@@ -69,8 +69,9 @@ void ReadStream(Relation index, BlockNumber start, void* out, size_t bytes) {
   BlockNumber blkno = start;
   while (bytes > 0) {
     if (blkno == InvalidBlockNumber)
-      ereport(ERROR, (errcode(ERRCODE_INDEX_CORRUPTED),
-                      errmsg("scann index \"%s\" has a truncated stream", RelationGetRelationName(index))));
+      ereport(ERROR,
+              (errcode(ERRCODE_INDEX_CORRUPTED), errmsg("scann index \"%s\" has a truncated stream",
+                                                        RelationGetRelationName(index))));
     Buffer buf = ReadBuffer(index, blkno);
     LockBuffer(buf, BUFFER_LOCK_SHARE);
     Page page = BufferGetPage(buf);
@@ -141,8 +142,9 @@ std::vector<CachedQuantizer>* g_quantizers = nullptr;
 void ForgetQuantizers(Datum, Oid relid) {
   if (!g_quantizers) return;
   auto& v = *g_quantizers;
-  v.erase(std::remove_if(v.begin(), v.end(),
-                         [&](const CachedQuantizer& c) { return relid == InvalidOid || c.relid == relid; }),
+  v.erase(std::remove_if(
+              v.begin(), v.end(),
+              [&](const CachedQuantizer& c) { return relid == InvalidOid || c.relid == relid; }),
           v.end());
 }
 

@@ -105,7 +105,8 @@ template <typename T, typename... Args>
 T* NewInContext(MemoryContext context, Args&&... args) {
   void* prepared = detail::PrepareDeleter(context);
   T* object = CppGuard([&] { return new T(std::forward<Args>(args)...); });
-  detail::ArmDeleter(context, prepared, [](void* p) { delete static_cast<T*>(p); }, object);
+  detail::ArmDeleter(
+      context, prepared, [](void* p) { delete static_cast<T*>(p); }, object);
   return object;
 }
 

@@ -216,8 +216,7 @@ bool FillFreeSlot(Relation index, const ScannMetaPage& meta, Buffer buf, ItemPoi
   for (uint32 u = 0; u + Min(s, kUnitsPerPage) <= used; u += step) {
     for (int slot = 0; slot < 32; slot++) {
       if (ItemPointerIsValid(SlotTid(PageUnit(page, u), slot))) continue;
-      if (s > kUnitsPerPage)
-        WriteSpanningSlot(index, meta, page, buf, slot, codes, nullptr);
+      if (s > kUnitsPerPage) WriteSpanningSlot(index, meta, page, buf, slot, codes, nullptr);
       GenericXLogState* state = GenericXLogStart(index);
       Page image = GenericXLogRegisterBuffer(state, buf, 0);
       WriteSlotCodes(PageUnit(image, u), 0, Min(s, kUnitsPerPage), meta.subspaces, slot, codes);
@@ -270,7 +269,8 @@ BlockNumber AppendBlock(Relation index, const ScannMetaPage& meta, Buffer tail, 
   *SlotTid(PageUnit(home, 0), 0) = *tid;
   PageOpaque(tail_image)->next = BufferGetBlockNumber(fresh[0]);
   GenericXLogFinish(state);
-  BlockNumber new_tail = pages > 1 ? BufferGetBlockNumber(fresh[pages - 1]) : BufferGetBlockNumber(fresh[0]);
+  BlockNumber new_tail =
+      pages > 1 ? BufferGetBlockNumber(fresh[pages - 1]) : BufferGetBlockNumber(fresh[0]);
   UnlockReleaseBuffer(fresh[0]);
   pfree(fresh);
   return new_tail;

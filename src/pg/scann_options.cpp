@@ -47,12 +47,12 @@ void ValidateVariant(const char* value) {
 
 void DefineGucs() {
   DefineCustomIntVariable("scann.nprobe", "Number of lists (partitions) a scann scan searches.",
-                          "Higher values raise recall and cost time.", &g_nprobe, 10, 1,
-                          kMaxLists, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+                          "Higher values raise recall and cost time.", &g_nprobe, 10, 1, kMaxLists,
+                          PGC_USERSET, 0, nullptr, nullptr, nullptr);
   DefineCustomIntVariable(
       "scann.reorder", "Number of candidates a scann scan re-ranks with exact distances.",
-      "0 returns rows in the approximate order of their codes, without re-ranking.",
-      &g_reorder, 100, 0, 1000000, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+      "0 returns rows in the approximate order of their codes, without re-ranking.", &g_reorder,
+      100, 0, 1000000, PGC_USERSET, 0, nullptr, nullptr, nullptr);
   DefineCustomIntVariable(
       "scann.max_probes",
       "Lists a scann scan may search in all when the executor keeps asking for rows.",
@@ -72,8 +72,8 @@ void InitOptions() {
   add_int_reloption(g_relopt_kind, "dims_per_subspace",
                     "Dimensions encoded by each 4-bit product-quantization subspace", 2, 1,
                     kMaxDimsPerSubspace, AccessExclusiveLock);
-  add_int_reloption(g_relopt_kind, "sample", "Rows sampled to train the quantizers; 0 chooses",
-                    0, 0, kMaxSample, AccessExclusiveLock);
+  add_int_reloption(g_relopt_kind, "sample", "Rows sampled to train the quantizers; 0 chooses", 0,
+                    0, kMaxSample, AccessExclusiveLock);
   add_real_reloption(g_relopt_kind, "anisotropic_threshold",
                      "ScaNN's score-aware threshold T for ip and cosine (0 disables)", 0.2, 0.0,
                      1000.0, AccessExclusiveLock);
@@ -87,8 +87,7 @@ bytea* ParseRelOptions(Datum reloptions, bool validate) {
       {"lists", RELOPT_TYPE_INT, offsetof(ScannRelOptions, lists)},
       {"dims_per_subspace", RELOPT_TYPE_INT, offsetof(ScannRelOptions, dims_per_subspace)},
       {"sample", RELOPT_TYPE_INT, offsetof(ScannRelOptions, sample)},
-      {"anisotropic_threshold", RELOPT_TYPE_REAL,
-       offsetof(ScannRelOptions, anisotropic_threshold)},
+      {"anisotropic_threshold", RELOPT_TYPE_REAL, offsetof(ScannRelOptions, anisotropic_threshold)},
       {"variant", RELOPT_TYPE_STRING, offsetof(ScannRelOptions, variant_offset)},
   };
   return static_cast<bytea*>(build_reloptions(reloptions, validate, g_relopt_kind,

@@ -74,11 +74,11 @@ struct ScannMetaPage {
   uint32 lists;
   uint32 dims_per_subspace;
   uint32 subspaces;
-  uint32 block_units;    // S: units of one 32-vector block
-  uint32 trained;        // 0: built on too few rows; every scan re-ranks everything exactly
+  uint32 block_units;           // S: units of one 32-vector block
+  uint32 trained;               // 0: built on too few rows; every scan re-ranks everything exactly
   float anisotropic_threshold;  // T as applied (for ip: scaled by the median row norm)
-  uint32 sample_rows;    // rows the quantizers were trained on
-  double build_rows;     // rows indexed at build
+  uint32 sample_rows;           // rows the quantizers were trained on
+  double build_rows;            // rows indexed at build
   BlockNumber centroid_start;
   BlockNumber codebook_start;
   BlockNumber directory_start;

@@ -53,10 +53,10 @@ struct ScanState {
   Metric metric;
   int dims;
   bool has_query;
-  float* query;      // as given (exact distances)
-  float* query_pq;   // normalized for cosine: what centroids and codes see
+  float* query;     // as given (exact distances)
+  float* query_pq;  // normalized for cosine: what centroids and codes see
   int nprobe;
-  int reorder;       // 0: approximate order, no heap fetches
+  int reorder;  // 0: approximate order, no heap fetches
   uint32 probe_limit;
 
   // Lists ranked by centroid distance, the first `ranked_count` of them so far; the current
@@ -92,7 +92,7 @@ struct ScanState {
   IndexFetchTableData* fetch;
   TupleTableSlot* slot;
   EState* estate;
-  IndexInfo* index_info;  // for expression indexes
+  IndexInfo* index_info;   // for expression indexes
   MemoryContext base_cxt;  // lives as long as the scan
   MemoryContext scan_cxt;  // reset by every rescan
   MemoryContext tuple_cxt;
@@ -150,16 +150,16 @@ void RankLists(ScanState* so, uint32 count) {
   CppGuard([&] {
     // L2, and cosine (unit centroids and query: L2 order is inner-product order).
     if (so->metric != Metric::kInnerProduct) {
-      NearestCentroids(so->query_pq, centroids, int(meta.lists), so->dims, int(count),
-                       so->ranked, scratch);
+      NearestCentroids(so->query_pq, centroids, int(meta.lists), so->dims, int(count), so->ranked,
+                       scratch);
       return;
     }
     // Inner product: the lists whose centroids score highest against the query.
     std::vector<int32_t> order(meta.lists);
     for (uint32 i = 0; i < meta.lists; i++) {
       order[i] = int32_t(i);
-      scratch[i] = -Distances().inner_product(so->query_pq, centroids + size_t(i) * so->dims,
-                                              so->dims);
+      scratch[i] =
+          -Distances().inner_product(so->query_pq, centroids + size_t(i) * so->dims, so->dims);
     }
     auto better = [&](int32_t a, int32_t b) {
       return scratch[a] < scratch[b] || (scratch[a] == scratch[b] && a < b);
@@ -199,8 +199,8 @@ void BuildRingLuts(ScanState* so) {
     uint32 nluts = so->shared_lut ? 1 : ring;
     so->scale = FastScanKernelsActive().lut_scale(so->luts, int(nluts), m);
     for (uint32 i = 0; i < nluts; i++)
-      so->offsets[i] = FastScanKernelsActive().quantize_lut(so->luts + i * lut_floats, m,
-                                                            so->scale, so->qluts + i * qlut_bytes);
+      so->offsets[i] = FastScanKernelsActive().quantize_lut(so->luts + i * lut_floats, m, so->scale,
+                                                            so->qluts + i * qlut_bytes);
     if (so->shared_lut) {
       const float base = so->offsets[0];
       for (uint32 i = 0; i < ring; i++) so->offsets[i] = base + bias[i];
@@ -246,7 +246,8 @@ void OfferBlocks(ScanState* so, const uint8_t* tid_blocks, size_t stride, uint32
 void ScoreList(ScanState* so, Relation index, uint32 ring_index) {
   const ScannMetaPage& meta = so->meta;
   const uint32 s = meta.block_units, pairs = (meta.subspaces + 1) / 2;
-  const uint8_t* qlut = so->qluts + (so->shared_lut ? 0 : ring_index * FastScanCodeBytes(int(meta.subspaces)));
+  const uint8_t* qlut =
+      so->qluts + (so->shared_lut ? 0 : ring_index * FastScanCodeBytes(int(meta.subspaces)));
   const float offset = so->offsets[ring_index];
   const FastScanKernels& k = FastScanKernelsActive();
   const BlockNumber first = ListFirstPage(index, uint32(so->ranked[so->ring_begin + ring_index]));
@@ -274,7 +275,8 @@ void ScoreList(ScanState* so, Relation index, uint32 ring_index) {
       }
       uint32 first = Max(block_unit, kTidUnits);  // first code unit of the block on this page
       if (used > 0 && block_unit + used > kTidUnits)
-        k.accumulate_blocks(PageUnit(page, first - block_unit), 1, 0, int(block_unit + used - first),
+        k.accumulate_blocks(PageUnit(page, first - block_unit), 1, 0,
+                            int(block_unit + used - first),
                             qlut + size_t(first - kTidUnits) * kUnitBytes, so->scores);
       block_unit += used;
       if (block_unit == s) OfferBlocks(so, tids, 0, 1, offset);
@@ -344,8 +346,8 @@ void Reorder(ScanState* so, IndexScanDesc scan) {
     ItemPointerData tid = so->results[i].tid;
     bool call_again = false, all_dead = false;
     MemoryContext old = MemoryContextSwitchTo(so->tuple_cxt);
-    bool found = table_index_fetch_tuple(so->fetch, &tid, scan->xs_snapshot, so->slot,
-                                         &call_again, &all_dead);
+    bool found = table_index_fetch_tuple(so->fetch, &tid, scan->xs_snapshot, so->slot, &call_again,
+                                         &all_dead);
     if (found) {
       bool isnull;
       Datum value = IndexedValue(so, scan, &isnull);
@@ -436,7 +438,8 @@ void StartScan(ScanState* so, IndexScanDesc scan) {
   uint32 per_page = std::max<uint32>(BlocksPerPage(meta.block_units), 1);
   so->scores = static_cast<uint16*>(palloc(sizeof(uint16) * 32 * per_page));
   so->selected = static_cast<uint32*>(palloc(sizeof(uint32) * 32 * per_page));
-  so->results = static_cast<Result*>(MemoryContextAllocHuge(so->scan_cxt, sizeof(Result) * so->batch));
+  so->results =
+      static_cast<Result*>(MemoryContextAllocHuge(so->scan_cxt, sizeof(Result) * so->batch));
   if (!so->topk) so->topk = NewInContext<TopK>(so->scan_cxt);
   so->ranked = static_cast<int32*>(palloc(sizeof(int32) * meta.lists));
   so->ranked_count = 0;
@@ -454,8 +457,8 @@ IndexScanDesc BeginScan(Relation index, int nkeys, int norderbys) {
   so->metric = Metric(so->meta.metric);
   so->base_cxt = CurrentMemoryContext;
   so->scan_cxt = AllocSetContextCreate(CurrentMemoryContext, "scann scan", ALLOCSET_DEFAULT_SIZES);
-  so->tuple_cxt = AllocSetContextCreate(CurrentMemoryContext, "scann scan tuple",
-                                        ALLOCSET_DEFAULT_SIZES);
+  so->tuple_cxt =
+      AllocSetContextCreate(CurrentMemoryContext, "scann scan tuple", ALLOCSET_DEFAULT_SIZES);
   scan->opaque = so;
   return scan;
 }

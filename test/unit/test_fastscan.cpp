@@ -213,8 +213,10 @@ TEST(FastScanLut, Avx2QuantizationMatchesScalar) {
     for (int t = 0; t < 2; t++) {
       const float* lut = luts.data() + size_t(t) * m * 16;
       std::vector<uint8_t> want(FastScanCodeBytes(m), 0xAA), got(FastScanCodeBytes(m), 0x55);
-      const float want_offset = FastScanKernelsFor(Isa::kScalar).quantize_lut(lut, m, scale, want.data());
-      const float got_offset = FastScanKernelsFor(Isa::kAvx2).quantize_lut(lut, m, scale, got.data());
+      const float want_offset =
+          FastScanKernelsFor(Isa::kScalar).quantize_lut(lut, m, scale, want.data());
+      const float got_offset =
+          FastScanKernelsFor(Isa::kAvx2).quantize_lut(lut, m, scale, got.data());
       ASSERT_EQ(want_offset, got_offset) << "m=" << m;
       ASSERT_EQ(want, got) << "m=" << m;
     }

@@ -14,7 +14,9 @@ class Rng {
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
   }
-  float Uniform(float lo, float hi) { return lo + (hi - lo) * float(Next() >> 40) / float(1 << 24); }
+  float Uniform(float lo, float hi) {
+    return lo + (hi - lo) * float(Next() >> 40) / float(1 << 24);
+  }
 
  private:
   uint64_t state_;
