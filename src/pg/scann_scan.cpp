@@ -29,6 +29,7 @@ extern "C" {
 #include "access/tableam.h"
 #include "catalog/index.h"
 #include "executor/executor.h"
+#include "executor/instrument.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -97,6 +98,9 @@ struct ScanState {
   MemoryContext scan_cxt;  // reset by every rescan
   MemoryContext tuple_cxt;
 };
+
+// Whether the last re-ranking in this backend read heap blocks from outside shared buffers.
+bool g_reorder_reads_seen = true;
 
 uint64 TidToId(ItemPointer tid) {
   return (uint64(ItemPointerGetBlockNumber(tid)) << 16) | ItemPointerGetOffsetNumber(tid);
@@ -337,10 +341,14 @@ void Reorder(ScanState* so, IndexScanDesc scan) {
   Relation heap = scan->heapRelation;
   int n = so->nresults;
   qsort(so->results, n, sizeof(Result), CompareTids);  // heap order: reads become hits
-  for (int i = 0; i < n; i++)
-    if (i == 0 || ItemPointerGetBlockNumber(&so->results[i].tid) !=
-                      ItemPointerGetBlockNumber(&so->results[i - 1].tid))
-      PrefetchBuffer(heap, MAIN_FORKNUM, ItemPointerGetBlockNumber(&so->results[i].tid));
+  // Prefetching costs a buffer-table lookup per block even when the block is cached, so it
+  // is only done while re-ranking keeps missing shared buffers.
+  if (g_reorder_reads_seen)
+    for (int i = 0; i < n; i++)
+      if (i == 0 || ItemPointerGetBlockNumber(&so->results[i].tid) !=
+                        ItemPointerGetBlockNumber(&so->results[i - 1].tid))
+        PrefetchBuffer(heap, MAIN_FORKNUM, ItemPointerGetBlockNumber(&so->results[i].tid));
+  const int64 reads_before = pgBufferUsage.shared_blks_read;
   int kept = 0;
   for (int i = 0; i < n; i++) {
     ItemPointerData tid = so->results[i].tid;
@@ -364,6 +372,7 @@ void Reorder(ScanState* so, IndexScanDesc scan) {
     if (so->estate) ResetPerTupleExprContext(so->estate);
   }
   so->nresults = kept;
+  g_reorder_reads_seen = pgBufferUsage.shared_blks_read != reads_before;
   qsort(so->results, kept, sizeof(Result), CompareResults);
 }
 
