@@ -89,6 +89,15 @@ SET scann.reorder = 3000;
 SELECT count(*) AS rows_found, bool_and(id % 2 = 1) AS only_live
   FROM (SELECT id FROM pts ORDER BY v <-> '{0.5,0.5,0.5,0.5,0.3}' LIMIT 5000) s;
 SELECT id FROM pts ORDER BY v <-> '{0.5,0.5,0.5,0.5,0.31}' LIMIT 3;
+-- scann.max_probes bounds how far a scan goes when the executor keeps asking: with one
+-- list, far fewer rows come back; with no bound (-1, the default) all of them do.
+SET scann.nprobe = 1;
+SET scann.reorder = 10;
+SET scann.max_probes = 1;
+SELECT count(*) < 500 AS bounded FROM (SELECT id FROM pts ORDER BY v <-> '{0.5,0.5,0.5,0.5,0.3}' LIMIT 5000) s;
+SET scann.max_probes = -1;
+SELECT count(*) AS unbounded, count(DISTINCT id) AS distinct_ids FROM (SELECT id FROM pts ORDER BY v <-> '{0.5,0.5,0.5,0.5,0.3}' LIMIT 5000) s;
+SELECT count(*) AS filtered FROM (SELECT id FROM pts WHERE id % 10 = 1 ORDER BY v <-> '{0.5,0.5,0.5,0.5,0.3}' LIMIT 50) s;
 RESET ALL;
 
 -- Cosine: zero vectors have no direction and are not indexed; inner product orders by <#>.
