@@ -306,7 +306,7 @@ ScannMetaPage WriteIndex(BuildState* bs) {
   ScannListEntry* entries = static_cast<ScannListEntry*>(
       MemoryContextAllocHuge(CurrentMemoryContext, sizeof(ScannListEntry) * meta.lists));
   for (uint32 i = 0; i < meta.lists; i++)
-    entries[i] = {InvalidBlockNumber, InvalidBlockNumber, InvalidBlockNumber, 0};
+    entries[i] = {InvalidBlockNumber, InvalidBlockNumber, InvalidBlockNumber};
   // The directory is written empty first so that it precedes the list pages, then filled.
   meta.directory_start = WriteStream(bs->index, bs->fork, entries,
                                      sizeof(ScannListEntry) * meta.lists, &meta.directory_pages);

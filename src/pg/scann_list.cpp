@@ -70,7 +70,6 @@ void ChainWriterInit(ChainWriter* writer, Relation index, ForkNumber fork, uint3
   writer->current = InvalidBuffer;
   writer->first = InvalidBlockNumber;
   writer->last_home = InvalidBlockNumber;
-  writer->blocks = 0;
 }
 
 void ChainWriterAppend(ChainWriter* writer, const uint8_t* block) {
@@ -88,7 +87,6 @@ void ChainWriterAppend(ChainWriter* writer, const uint8_t* block) {
       ChainWriterCopy(writer, block + size_t(done) * kUnitBytes, Min(kUnitsPerPage, s - done));
     }
   }
-  writer->blocks++;
 }
 
 void FinishList(BlockPacker* packer, ChainWriter* writer, ScannListEntry* entry) {
@@ -100,7 +98,7 @@ void FinishList(BlockPacker* packer, ChainWriter* writer, ScannListEntry* entry)
   MarkBufferDirty(writer->current);
   UnlockReleaseBuffer(writer->current);
   writer->current = InvalidBuffer;
-  *entry = {writer->first, last, writer->last_home, writer->blocks};
+  *entry = {writer->first, last, writer->last_home};
 }
 
 void WriteDirectory(Relation index, ForkNumber fork, const ScannMetaPage& meta,
@@ -322,7 +320,6 @@ void InsertIntoList(Relation index, const ScannMetaPage& meta, uint32 list, Item
       UnlockReleaseBuffer(buf);
       UpdateListEntry(index, meta, list, [&](ScannListEntry* e) {
         e->last = new_tail;
-        e->blocks++;
         if (skipped > 0) e->insert_hint = blkno;
       });
       return;

@@ -29,7 +29,6 @@ struct ChainWriter {
   Buffer current;
   BlockNumber first;
   BlockNumber last_home;  // home page of the last block
-  uint32 blocks;
 };
 
 void ChainWriterInit(ChainWriter* writer, Relation index, ForkNumber fork, uint32 block_units);

@@ -92,7 +92,6 @@ struct ScannListEntry {
   BlockNumber first;        // first page of the chain, InvalidBlockNumber while empty
   BlockNumber last;         // a page at or before the tail (hint; follow `next`)
   BlockNumber insert_hint;  // no free slot lies before this page (hint)
-  uint32 blocks;            // 32-vector blocks in the chain
 };
 
 inline constexpr size_t kUnitBytes = 32;
@@ -107,7 +106,7 @@ static_assert(kPagePayload % sizeof(ScannListEntry) == 0, "directory pages hold 
 static_assert(kTidBytes == 6, "heap TIDs are 6 bytes on disk");
 static_assert(32 * kTidBytes == kTidUnits * kUnitBytes, "32 TIDs fill whole units");
 static_assert(sizeof(ScannPageOpaque) == 8, "page opaque layout is part of the format");
-static_assert(sizeof(ScannListEntry) == 16, "directory entry layout is part of the format");
+static_assert(sizeof(ScannListEntry) == 12, "directory entry layout is part of the format");
 static_assert(sizeof(ScannMetaPage) == 80, "metapage layout is part of the format");
 static_assert(sizeof(ScannMetaPage) <= kPagePayload, "metapage fits in a page");
 static_assert(kUnitsPerPage >= kTidUnits + 1, "a page holds a block's TIDs and some codes");
