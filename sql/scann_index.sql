@@ -32,6 +32,14 @@ SELECT id, round((v <-> '{0.9,0.1}')::numeric, 4) AS d FROM t ORDER BY v <-> '{0
 SET scann.reorder = 2;
 SELECT array_agg(id) FROM (SELECT id FROM t ORDER BY v <-> '{0,0}' LIMIT 100) s;
 RESET scann.reorder;
+-- A NULL query vector (a parameter the planner cannot fold away) gives no rows from the index.
+PREPARE knn(real[]) AS SELECT id FROM t ORDER BY v <-> $1 LIMIT 3;
+SET plan_cache_mode = force_generic_plan;
+EXPLAIN (COSTS OFF) EXECUTE knn(NULL);
+EXECUTE knn(NULL);
+EXECUTE knn('{0,0}');
+RESET plan_cache_mode;
+DEALLOCATE knn;
 -- A query of the wrong dimension, or bad query vectors, fail clearly.
 SELECT id FROM t ORDER BY v <-> '{1,2,3}' LIMIT 1;
 SELECT id FROM t ORDER BY v <-> '{1,NaN}' LIMIT 1;

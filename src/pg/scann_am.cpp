@@ -38,8 +38,9 @@ bool Insert(Relation index, Datum* values, bool* isnull, ItemPointer heap_tid, R
   const ScannMetaPage meta = GetIndexState(index)->meta;
   Metric metric = Metric(meta.metric);
   int dims = int(meta.dims);
-  int got = 0;
-  ReadIndexVector(values[0], metric, dims, heap_tid, nullptr, &got);
+  int got = dims;
+  if (dims == 0)  // built on an empty table: the length comes from the row itself
+    ReadIndexVector(values[0], metric, 0, heap_tid, nullptr, &got);
   float* vec = static_cast<float*>(palloc(sizeof(float) * got));
   if (ReadIndexVector(values[0], metric, dims, heap_tid, vec, nullptr)) {
     uint8_t* codes = static_cast<uint8_t*>(palloc0(std::max<uint32>(meta.subspaces, 1)));
@@ -71,7 +72,7 @@ void CostEstimate(PlannerInfo* root, IndexPath* path, double loop_count, Cost* s
     return;
   }
   Relation index = index_open(path->indexinfo->indexoid, NoLock);
-  ScannMetaPage meta = ReadMetaPage(index);
+  ScannMetaPage meta = GetIndexState(index)->meta;  // cached: no buffer read per plan
   index_close(index, NoLock);
   double ratio = meta.trained ? Min(1.0, double(g_nprobe) / std::max<uint32>(meta.lists, 1)) : 1.0;
   double tuples = path->indexinfo->tuples;

@@ -56,31 +56,34 @@ IndexBulkDeleteResult* BulkDelete(IndexVacuumInfo* info, IndexBulkDeleteResult* 
   BlockNumber* freed_at = static_cast<BlockNumber*>(palloc(sizeof(BlockNumber) * meta.lists));
   for (uint32 i = 0; i < meta.lists; i++) freed_at[i] = InvalidBlockNumber;
   double live = 0;
+  // Slot ordinals (in ForEachSlot order) of the dead TIDs of one page: at most every slot
+  // of the smallest blocks (TIDs only) that fit in a page.
+  uint16 dead[(kUnitsPerPage / kTidUnits) * 32];
   ForEachHomePage(index, meta, BUFFER_LOCK_EXCLUSIVE, [&](uint32 list, Buffer buf, Page page) {
-    int dead = 0;
+    int ndead = 0, ordinal = 0;
     ForEachSlot(meta, page, [&](ItemPointer tid) {
+      int i = ordinal++;
       if (!ItemPointerIsValid(tid)) return;
       ItemPointerData copy;
       std::memcpy(&copy, tid, sizeof(copy));
-      if (callback(&copy, callback_state)) dead++;
+      if (callback(&copy, callback_state))
+        dead[ndead++] = uint16(i);
+      else
+        live += 1;
     });
-    if (dead == 0) {
-      ForEachSlot(meta, page, [&](ItemPointer tid) { live += ItemPointerIsValid(tid); });
-      return;
-    }
+    if (ndead == 0) return;
     GenericXLogState* state = GenericXLogStart(index);
     Page image = GenericXLogRegisterBuffer(state, buf, 0);
+    int next = 0;
+    ordinal = 0;
     ForEachSlot(meta, image, [&](ItemPointer tid) {
-      if (!ItemPointerIsValid(tid)) return;
-      ItemPointerData copy;
-      std::memcpy(&copy, tid, sizeof(copy));
-      if (callback(&copy, callback_state)) {
+      if (next < ndead && dead[next] == ordinal) {
         std::memset(static_cast<void*>(tid), 0, sizeof(ItemPointerData));
-        stats->tuples_removed += 1;
-      } else {
-        live += 1;
+        next++;
       }
+      ordinal++;
     });
+    stats->tuples_removed += ndead;
     GenericXLogFinish(state);
     if (freed_at[list] == InvalidBlockNumber) freed_at[list] = BufferGetBlockNumber(buf);
   });
