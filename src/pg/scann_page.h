@@ -44,7 +44,9 @@ extern "C" {
 namespace scann::pg {
 
 inline constexpr uint32 kScannMagic = 0x5CA770AB;
-inline constexpr uint32 kScannFormatVersion = 1;
+// Raised with every change of the layout below, so that an index written by another build
+// fails with "REINDEX the index" instead of being misread.  2: 12-byte directory entries.
+inline constexpr uint32 kScannFormatVersion = 2;
 inline constexpr uint16 kScannPageId = 0xFF85;  // last two bytes of every page, for tools
 
 inline constexpr BlockNumber kMetaBlock = 0;
