@@ -41,7 +41,7 @@ print $fh pack('L<', $version - 1);
 close($fh) or die "close: $!";
 $node->start;
 
-my ($ret, $stdout, $stderr) = $node->psql('postgres', $query, extended_query => 0);
+my ($ret, $stdout, $stderr) = $node->psql('postgres', $query);
 isnt($ret, 0, 'a query through an index of another format version fails');
 like(
 	$stderr,
