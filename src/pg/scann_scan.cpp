@@ -26,6 +26,7 @@
 #include "pg/vector_arg.h"
 
 extern "C" {
+#include "access/htup_details.h"
 #include "access/tableam.h"
 #include "catalog/index.h"
 #include "executor/executor.h"
@@ -336,6 +337,64 @@ int CompareTids(const void* a, const void* b) {
                             const_cast<ItemPointer>(&static_cast<const Result*>(b)->tid));
 }
 
+// Pins the heap blocks of the next few candidates (the batch is in TID order) before any
+// of them is read, then prefetches their line pointers and tuples.  Re-ranking one tuple at
+// a time waits for a chain of cache misses per candidate (buffer table, buffer header, page
+// header, line pointer, tuple); in groups, the misses of different candidates overlap.  The
+// table AM's own fetch then finds the buffers pinned and the lines cached.  GloVe-100,
+// nprobe 40, reorder 100: ~300 -> ~250 us per query.  More than kBlocks pins at once spill
+// the backend's private pin array into its hash table and were slower (14: ~280 us).
+struct HeapPinGroup {
+  static constexpr int kBlocks = 4;
+  Buffer bufs[kBlocks];
+  int nbufs = 0;
+  int end = 0;  // candidates [start, end) belong to the group
+
+  void Start(Relation heap, const Result* results, int start, int n) {
+    Release();
+    BlockNumber blocks[kBlocks];
+    for (end = start; end < n; end++) {
+      const BlockNumber b = ItemPointerGetBlockNumber(&results[end].tid);
+      if (nbufs > 0 && b == blocks[nbufs - 1]) continue;
+      if (nbufs == kBlocks) break;
+      blocks[nbufs] = b;
+      bufs[nbufs++] = ReadBuffer(heap, b);
+    }
+    // Page headers and line pointers first (one wave of misses), then the tuples the line
+    // pointers point to (a second).
+    // The pages are pinned but not locked: line pointers are read only to aim prefetches,
+    // and a stale one costs a useless prefetch, nothing else.
+    for (int pass = 0; pass < 2; pass++) {
+      for (int j = start, k = 0; j < end; j++) {
+        const bool first_of_block = j == start || ItemPointerGetBlockNumber(&results[j].tid) !=
+                                                      ItemPointerGetBlockNumber(&results[j - 1].tid);
+        if (j > start && first_of_block) k++;
+        const char* page = BufferGetPage(bufs[k]);
+        const OffsetNumber off = ItemPointerGetOffsetNumber(&results[j].tid);
+        if (off < FirstOffsetNumber || off > MaxHeapTuplesPerPage) continue;
+        const ItemId lp = PageGetItemId(const_cast<char*>(page), off);
+        if (pass == 0) {
+          if (first_of_block) __builtin_prefetch(page);  // the header, read first
+          __builtin_prefetch(lp);
+          continue;
+        }
+        const uint32 start_byte = ItemIdGetOffset(lp);
+        const uint32 len = Min(ItemIdGetLength(lp), uint32(kTuplePrefetchBytes));
+        if (start_byte < SizeOfPageHeaderData || start_byte + len > BLCKSZ) continue;
+        for (uint32 b = 0; b < len; b += 64) __builtin_prefetch(page + start_byte + b);
+      }
+    }
+  }
+
+  void Release() {
+    for (int k = 0; k < nbufs; k++) ReleaseBuffer(bufs[k]);
+    nbufs = 0;
+  }
+
+  // Enough for a 100-d float4 row; longer rows are followed by the hardware prefetcher.
+  static constexpr uint32 kTuplePrefetchBytes = 2048;
+};
+
 // Exact distances of the batch's candidates from their heap tuples, visible ones only.
 void Reorder(ScanState* so, IndexScanDesc scan) {
   Relation heap = scan->heapRelation;
@@ -349,8 +408,13 @@ void Reorder(ScanState* so, IndexScanDesc scan) {
                         ItemPointerGetBlockNumber(&so->results[i - 1].tid))
         PrefetchBuffer(heap, MAIN_FORKNUM, ItemPointerGetBlockNumber(&so->results[i].tid));
   const int64 reads_before = pgBufferUsage.shared_blks_read;
+  // Heap AMs other than heap are read through the table AM only: their TIDs need not name
+  // blocks of the relation.
+  const bool pin_ahead = heap->rd_tableam == GetHeapamTableAmRoutine();
+  HeapPinGroup group;
   int kept = 0;
   for (int i = 0; i < n; i++) {
+    if (pin_ahead && i == group.end) group.Start(heap, so->results, i, n);
     ItemPointerData tid = so->results[i].tid;
     bool call_again = false, all_dead = false;
     MemoryContext old = MemoryContextSwitchTo(so->tuple_cxt);
@@ -371,6 +435,7 @@ void Reorder(ScanState* so, IndexScanDesc scan) {
     MemoryContextReset(so->tuple_cxt);
     if (so->estate) ResetPerTupleExprContext(so->estate);
   }
+  group.Release();
   so->nresults = kept;
   g_reorder_reads_seen = pgBufferUsage.shared_blks_read != reads_before;
   qsort(so->results, kept, sizeof(Result), CompareResults);
