@@ -342,7 +342,7 @@ int CompareTids(const void* a, const void* b) {
 // a time waits for a chain of cache misses per candidate (buffer table, buffer header, page
 // header, line pointer, tuple); in groups, the misses of different candidates overlap.  The
 // table AM's own fetch then finds the buffers pinned and the lines cached.  GloVe-100,
-// nprobe 40, reorder 100: ~300 -> ~250 us per query.  More than kBlocks pins at once spill
+// nprobe 40, reorder 100: ~290 -> ~240 us per query.  More than kBlocks pins at once spill
 // the backend's private pin array into its hash table and were slower (14: ~280 us).
 struct HeapPinGroup {
   static constexpr int kBlocks = 4;
@@ -408,7 +408,7 @@ void Reorder(ScanState* so, IndexScanDesc scan) {
                         ItemPointerGetBlockNumber(&so->results[i - 1].tid))
         PrefetchBuffer(heap, MAIN_FORKNUM, ItemPointerGetBlockNumber(&so->results[i].tid));
   const int64 reads_before = pgBufferUsage.shared_blks_read;
-  // Heap AMs other than heap are read through the table AM only: their TIDs need not name
+  // Table AMs other than heap are read through the table AM only: their TIDs need not name
   // blocks of the relation.
   const bool pin_ahead = heap->rd_tableam == GetHeapamTableAmRoutine();
   HeapPinGroup group;
