@@ -319,6 +319,9 @@ void WriteMetaPage(Relation index, ForkNumber fork, const ScannMetaPage& meta) {
   Buffer buf = ReadBufferExtended(index, fork, kMetaBlock, RBM_NORMAL, nullptr);
   LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
   Page page = BufferGetPage(buf);
+  // The whole page anew: the reserved page may have been evicted during the build and read
+  // back as zeros, and a header left zero makes the page "invalid" on its next read.
+  InitPage(page, PageType::kMeta);
   *MetaPageData(page) = meta;
   ((PageHeader)page)->pd_lower = MAXALIGN(SizeOfPageHeaderData) + sizeof(ScannMetaPage);
   MarkBufferDirty(buf);
@@ -338,8 +341,10 @@ void InitBuildState(BuildState* bs, Relation heap, Relation index, IndexInfo* in
 }
 
 void BuildIndex(BuildState* bs) {
-  // Block 0 first, filled in last.
-  UnlockReleaseBuffer(NewPage(bs->index, bs->fork, PageType::kMeta));
+  // Block 0 first, filled in last (an initialized page meanwhile, should it be evicted).
+  Buffer meta_buf = NewPage(bs->index, bs->fork, PageType::kMeta);
+  MarkBufferDirty(meta_buf);
+  UnlockReleaseBuffer(meta_buf);
   if (bs->heap) {
     CountRows(bs);
     if (bs->rows > 0) {

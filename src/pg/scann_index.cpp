@@ -10,6 +10,7 @@
 extern "C" {
 #include "access/relation.h"
 #include "miscadmin.h"
+#include "storage/indexfsm.h"
 #include "storage/lmgr.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
@@ -34,6 +35,27 @@ Buffer NewPage(Relation index, ForkNumber fork, PageType type) {
   if (need_lock) UnlockRelationForExtension(index, ExclusiveLock);
   InitPage(BufferGetPage(buf), type);
   return buf;
+}
+
+Buffer NewInsertPage(Relation index, PageType type) {
+  for (;;) {
+    BlockNumber blkno = GetFreeIndexPage(index);  // marks it used in the map
+    if (blkno == InvalidBlockNumber) break;
+    // The map is only a hint (not WAL-logged, stale after a promotion): a page is reused
+    // only if it is still all zeros under our exclusive lock.  No waiting for the lock:
+    // the caller holds a list page's lock, and a locked page is in use anyway.
+    if (blkno >= RelationGetNumberOfBlocks(index)) continue;
+    Buffer buf = ReadBuffer(index, blkno);
+    if (ConditionalLockBuffer(buf)) {
+      if (PageIsNew(BufferGetPage(buf))) {
+        InitPage(BufferGetPage(buf), type);
+        return buf;
+      }
+      LockBuffer(buf, BUFFER_LOCK_UNLOCK);
+    }
+    ReleaseBuffer(buf);
+  }
+  return NewPage(index, MAIN_FORKNUM, type);
 }
 
 BlockNumber WriteStream(Relation index, ForkNumber fork, const void* data, size_t bytes,

@@ -48,6 +48,10 @@ Metric IndexMetric(Relation index);
 
 // A new page at the end of `fork`, initialised as `type`, returned exclusively locked.
 Buffer NewPage(Relation index, ForkNumber fork, PageType type);
+// A page for an insert, exclusively locked and initialized: an all-zero page that VACUUM
+// recorded in the free space map (left by an insert that crashed before linking it), or a
+// new one.
+Buffer NewInsertPage(Relation index, PageType type);
 
 // Initialises a page image (build and GenericXLog images alike).
 void InitPage(Page page, PageType type);

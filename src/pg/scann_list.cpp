@@ -247,7 +247,7 @@ BlockNumber AppendBlock(Relation index, const ScannMetaPage& meta, Buffer tail, 
   const uint32 pages = s <= kUnitsPerPage ? 1 : PagesPerBlock(s);
   Buffer* fresh = static_cast<Buffer*>(palloc(sizeof(Buffer) * pages));
   for (uint32 j = 0; j < pages; j++)
-    fresh[j] = NewPage(index, MAIN_FORKNUM, j == 0 ? PageType::kList : PageType::kListContinuation);
+    fresh[j] = NewInsertPage(index, j == 0 ? PageType::kList : PageType::kListContinuation);
   GenericXLogState* state;
   Page home;
   if (pages > 1) {
@@ -279,7 +279,7 @@ void CreateFirstPage(Relation index, const ScannMetaPage& meta, uint32 list) {
   Buffer dir = ReadBuffer(index, ListEntryBlock(meta, list));
   LockBuffer(dir, BUFFER_LOCK_EXCLUSIVE);
   if (ListEntryIn(BufferGetPage(dir), list)->first == InvalidBlockNumber) {
-    Buffer buf = NewPage(index, MAIN_FORKNUM, PageType::kList);
+    Buffer buf = NewInsertPage(index, PageType::kList);
     GenericXLogState* state = GenericXLogStart(index);
     Page dir_image = GenericXLogRegisterBuffer(state, dir, 0);
     Page image = GenericXLogRegisterBuffer(state, buf, GENERIC_XLOG_FULL_IMAGE);

@@ -28,6 +28,13 @@
 //    real tail, which inserts reach by following `next`.
 //  * VACUUM marks dead slots free (invalid TID) under the home page's exclusive lock; inserts
 //    reuse free slots starting from the directory's `insert_hint`.
+//  * Relation extension is not WAL-logged, so an insert that crashes between extending the
+//    index and the record that links the new page leaves an all-zero page nothing points
+//    to.  VACUUM records such pages in the free space map; it reads the index's length
+//    under the extension lock, which an inserter holds until it has locked its new page,
+//    so a page being added is never seen all-zero.  An insert that takes a page from the
+//    map uses it only if it gets its exclusive lock without waiting and finds it still
+//    all-zero (the map is a hint: not WAL-logged, stale after a promotion).
 #pragma once
 
 #include <cstddef>

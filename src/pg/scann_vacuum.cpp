@@ -10,6 +10,7 @@ extern "C" {
 #include "miscadmin.h"
 #include "storage/bufmgr.h"
 #include "storage/indexfsm.h"
+#include "storage/lmgr.h"
 }
 
 namespace scann::pg {
@@ -42,6 +43,32 @@ void ForEachSlot(const ScannMetaPage& meta, Page page, Fn fn) {
   const uint32 step = s <= kUnitsPerPage ? s : used + 1;
   for (uint32 u = 0; u + Min(s, kUnitsPerPage) <= used; u += step)
     for (int slot = 0; slot < 32; slot++) fn(SlotTid(PageUnit(page, u), slot));
+}
+
+// Records the index's all-zero pages in the free space map, for inserts to reuse, and
+// returns how many there are.  Such a page was added by an insert that crashed before the
+// WAL record linking it into a chain (relation extension is not WAL-logged); nothing points
+// to it.  A page being added right now is never seen all-zero: the extension lock, held
+// here while the length is read, is held by an inserter until it has locked its new page,
+// and the share lock taken here waits until the page is initialized.
+BlockNumber RecordFreePages(Relation index, BufferAccessStrategy strategy) {
+  const bool need_lock = !RELATION_IS_LOCAL(index);
+  if (need_lock) LockRelationForExtension(index, ExclusiveLock);
+  const BlockNumber nblocks = RelationGetNumberOfBlocks(index);
+  if (need_lock) UnlockRelationForExtension(index, ExclusiveLock);
+  BlockNumber free_pages = 0;
+  for (BlockNumber blkno = kMetaBlock + 1; blkno < nblocks; blkno++) {
+    vacuum_delay_point();
+    Buffer buf = ReadBufferExtended(index, MAIN_FORKNUM, blkno, RBM_NORMAL, strategy);
+    LockBuffer(buf, BUFFER_LOCK_SHARE);
+    if (PageIsNew(BufferGetPage(buf))) {
+      RecordFreeIndexPage(index, blkno);
+      free_pages++;
+    }
+    UnlockReleaseBuffer(buf);
+  }
+  IndexFreeSpaceMapVacuum(index);
+  return free_pages;
 }
 
 }  // namespace
@@ -112,6 +139,7 @@ IndexBulkDeleteResult* VacuumCleanup(IndexVacuumInfo* info, IndexBulkDeleteResul
     });
     stats->num_index_tuples = live;
   }
+  stats->pages_free = RecordFreePages(index, info->strategy);
   stats->num_pages = RelationGetNumberOfBlocks(index);
   stats->estimated_count = false;
   return stats;
