@@ -29,6 +29,24 @@ void DotTile(const float* rows, size_t stride, const float* block, int dim, floa
   }
 }
 
+// Reference twin of avx2::DotRow: the same even/odd partial sums, without fused multiply-add.
+void DotRow(const float* q, const float* block, int dim, float* out) {
+  float even[kTileCols] = {}, odd[kTileCols] = {};
+  int i = 0;
+  for (; i + 1 < dim; i += 2) {
+    const float* c = block + static_cast<size_t>(i) * kTileCols;
+    for (int j = 0; j < kTileCols; j++) {
+      even[j] += q[i] * c[j];
+      odd[j] += q[i + 1] * c[kTileCols + j];
+    }
+  }
+  if (i < dim) {
+    const float* c = block + static_cast<size_t>(i) * kTileCols;
+    for (int j = 0; j < kTileCols; j++) even[j] += q[i] * c[j];
+  }
+  for (int j = 0; j < kTileCols; j++) out[j] = even[j] + odd[j];
+}
+
 }  // namespace scalar
 
 namespace {
@@ -36,6 +54,10 @@ namespace {
 using DotTileFn = void (*)(const float*, size_t, const float*, int, float*);
 
 DotTileFn ActiveDotTile() { return ActiveIsa() == Isa::kAvx2 ? avx2::DotTile : scalar::DotTile; }
+
+using DotRowFn = void (*)(const float*, const float*, int, float*);
+
+DotRowFn ActiveDotRow() { return ActiveIsa() == Isa::kAvx2 ? avx2::DotRow : scalar::DotRow; }
 
 // Rows handled together: a multiple of kTileRows whose floats stay in L1/L2 while every
 // centroid chunk passes over them.
@@ -240,16 +262,10 @@ void AssignNearest(const float* data, size_t n, int dim, const float* centroids,
   AssignRange(data, 0, n, dim, packed, out, score.data());
 }
 
-void NearestCentroids(const float* q, const float* centroids, int k, int dim, int count,
-                      int32_t* out_idx, float* scratch) {
-  CheckCentroids(dim, k);
-  if (count < 0 || count > k)
-    throw std::invalid_argument("nearest centroids: count must be in [0, k]");
-  const auto l2 = Distances().l2_squared;
-  for (int c = 0; c < k; c++) {
-    const float d = l2(q, centroids + static_cast<size_t>(c) * dim, dim);
-    scratch[c] = std::isnan(d) ? std::numeric_limits<float>::infinity() : d;
-  }
+namespace {
+
+// The `count` lowest of scores[k] into out_idx, lowest first, ties by index.
+void SelectLowest(const float* scratch, int k, int count, int32_t* out_idx) {
   if (count == 0) return;
   // A max-heap of the best `count` so far in out_idx; its top is the worst kept.
   const auto closer = [scratch](int32_t a, int32_t b) {
@@ -266,6 +282,63 @@ void NearestCentroids(const float* q, const float* centroids, int k, int dim, in
     std::push_heap(out_idx, out_idx + count, closer);
   }
   std::sort_heap(out_idx, out_idx + count, closer);
+}
+
+}  // namespace
+
+void NearestCentroids(const float* q, const float* centroids, int k, int dim, int count,
+                      int32_t* out_idx, float* scratch) {
+  CheckCentroids(dim, k);
+  if (count < 0 || count > k)
+    throw std::invalid_argument("nearest centroids: count must be in [0, k]");
+  const auto l2 = Distances().l2_squared;
+  for (int c = 0; c < k; c++) {
+    const float d = l2(q, centroids + static_cast<size_t>(c) * dim, dim);
+    scratch[c] = std::isnan(d) ? std::numeric_limits<float>::infinity() : d;
+  }
+  SelectLowest(scratch, k, count, out_idx);
+}
+
+size_t RankingLayoutFloats(int k, int dim) {
+  const size_t padded = static_cast<size_t>((k + kTileCols - 1) / kTileCols) * kTileCols;
+  return padded * static_cast<size_t>(dim) + padded;
+}
+
+void PackForRanking(const float* centroids, int k, int dim, float* layout) {
+  CheckCentroids(dim, k);
+  const size_t padded = static_cast<size_t>((k + kTileCols - 1) / kTileCols) * kTileCols;
+  const size_t block_floats = static_cast<size_t>(dim) * kTileCols;
+  float* norms = layout + padded * dim;
+  std::fill(layout, layout + padded * dim, 0.0f);
+  std::fill(norms, norms + padded, std::numeric_limits<float>::infinity());
+  for (int c = 0; c < k; c++) {
+    const float* src = centroids + static_cast<size_t>(c) * dim;
+    float* dst = layout + (c / kTileCols) * block_floats + c % kTileCols;
+    for (int i = 0; i < dim; i++) dst[static_cast<size_t>(i) * kTileCols] = src[i];
+    norms[c] = Distances().inner_product(src, src, dim);
+  }
+}
+
+void RankCentroids(const float* q, const float* layout, int k, int dim, bool inner_product,
+                   int count, int32_t* out_idx, float* scratch) {
+  CheckCentroids(dim, k);
+  if (count < 0 || count > k)
+    throw std::invalid_argument("rank centroids: count must be in [0, k]");
+  const DotRowFn dot_row = ActiveDotRow();
+  const int blocks = (k + kTileCols - 1) / kTileCols;
+  const size_t block_floats = static_cast<size_t>(dim) * kTileCols;
+  const float* norms = layout + static_cast<size_t>(blocks) * block_floats;
+  float dots[kTileCols];
+  for (int b = 0; b < blocks; b++) {
+    dot_row(q, layout + b * block_floats, dim, dots);
+    const int live = std::min(kTileCols, k - b * kTileCols);
+    for (int j = 0; j < live; j++) {
+      const int c = b * kTileCols + j;
+      const float s = inner_product ? -dots[j] : norms[c] - 2.0f * dots[j];
+      scratch[c] = std::isnan(s) ? std::numeric_limits<float>::infinity() : s;
+    }
+  }
+  SelectLowest(scratch, k, count, out_idx);
 }
 
 }  // namespace scann

@@ -45,6 +45,20 @@ void AssignNearest(const float* data, size_t n, int dim, const float* centroids,
 void NearestCentroids(const float* q, const float* centroids, int k, int dim, int count,
                       int32_t* out_idx, float* scratch);
 
+// Centroids laid out for ranking against one query at a time (a scan's list ranking):
+// blocks of 16 centroids, dimension-major as in DotTile, then every centroid's squared norm
+// (+infinity for the padding of the last block).  RankingLayoutFloats(k, dim) floats.
+size_t RankingLayoutFloats(int k, int dim);
+void PackForRanking(const float* centroids, int k, int dim, float* layout);
+
+// The `count` (0 <= count <= k) best centroids for q from a PackForRanking layout into
+// out_idx[count], best first, ties by index: by ||c||^2 - 2 q.c (squared L2 distance less
+// ||q||^2: NearestCentroids' order up to float rounding) or, with inner_product, by the
+// largest q.c.  scratch holds k floats (the scores); NaN scores rank last.  Allocates
+// nothing.
+void RankCentroids(const float* q, const float* layout, int k, int dim, bool inner_product,
+                   int count, int32_t* out_idx, float* scratch);
+
 // The micro-kernel behind AssignNearest, one per instruction set: out[r * 16 + j] =
 // <rows[r], block[:, j]> for 6 rows (row r at rows + r * stride) and one block of 16
 // centroids packed dimension-major (block[i * 16 + j] = centroid j, coordinate i).
@@ -56,6 +70,15 @@ void DotTile(const float* rows, size_t stride, const float* block, int dim, floa
 }
 namespace avx2 {
 void DotTile(const float* rows, size_t stride, const float* block, int dim, float* out);
+}
+
+// The micro-kernel behind RankCentroids: out[j] = <q, block[:, j]> for one block of 16
+// centroids in the DotTile layout, even and odd coordinates summed apart then added.
+namespace scalar {
+void DotRow(const float* q, const float* block, int dim, float* out);
+}
+namespace avx2 {
+void DotRow(const float* q, const float* block, int dim, float* out);
 }
 
 }  // namespace scann

@@ -151,26 +151,12 @@ void RankLists(ScanState* so, uint32 count) {
     return;
   }
   float* scratch = static_cast<float*>(palloc(sizeof(float) * meta.lists));
-  const float* centroids = GetIndexState(so->index)->centroids;
+  const float* ranking = GetIndexState(so->index)->ranking;
+  // L2, and cosine (unit centroids and query: L2 order is inner-product order); inner
+  // product: the lists whose centroids score highest against the query.
   CppGuard([&] {
-    // L2, and cosine (unit centroids and query: L2 order is inner-product order).
-    if (so->metric != Metric::kInnerProduct) {
-      NearestCentroids(so->query_pq, centroids, int(meta.lists), so->dims, int(count), so->ranked,
-                       scratch);
-      return;
-    }
-    // Inner product: the lists whose centroids score highest against the query.
-    std::vector<int32_t> order(meta.lists);
-    for (uint32 i = 0; i < meta.lists; i++) {
-      order[i] = int32_t(i);
-      scratch[i] =
-          -Distances().inner_product(so->query_pq, centroids + size_t(i) * so->dims, so->dims);
-    }
-    auto better = [&](int32_t a, int32_t b) {
-      return scratch[a] < scratch[b] || (scratch[a] == scratch[b] && a < b);
-    };
-    std::partial_sort(order.begin(), order.begin() + count, order.end(), better);
-    std::copy(order.begin(), order.begin() + count, so->ranked);
+    RankCentroids(so->query_pq, ranking, int(meta.lists), so->dims,
+                  so->metric == Metric::kInnerProduct, int(count), so->ranked, scratch);
   });
   pfree(scratch);
 }

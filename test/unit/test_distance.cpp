@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -101,6 +103,16 @@ TEST(Distance, AllFiniteFindsNaNAndInfinityAnywhere) {
   EXPECT_TRUE(AllFinite(v.data(), 0));
   const float big[2] = {3.0e38f, -3.0e38f};  // finite extremes do not overflow the check
   EXPECT_TRUE(AllFinite(big, 2));
+  const float edge[4] = {-0.0f, std::numeric_limits<float>::denorm_min(),
+                         -std::numeric_limits<float>::max(), std::numeric_limits<float>::min()};
+  EXPECT_TRUE(AllFinite(edge, 4));
+  for (uint32_t bits : {0x7F800001u, 0xFFC00000u, 0x7FFFFFFFu, 0xFF800000u}) {  // NaN payloads, -inf
+    float x;
+    std::memcpy(&x, &bits, sizeof(x));
+    std::vector<float> w = v;
+    w[20] = x;
+    EXPECT_FALSE(AllFinite(w.data(), w.size())) << std::hex << bits;
+  }
 }
 
 }  // namespace

@@ -270,6 +270,97 @@ TEST(DotTile, Avx2WithinRoundingOfScalar) {
   }
 }
 
+// The AVX2 row kernel equals its scalar twin (and the exact dot products) within the bound
+// of reordered float sums with FMA.
+TEST(DotRow, Avx2WithinRoundingOfScalar) {
+  if (DetectIsa() != Isa::kAvx2) GTEST_SKIP() << "CPU lacks AVX2+FMA";
+  for (int dim : {1, 2, 3, 7, 100, 784}) {
+    const auto q = Uniform(1, dim, 2 * dim);
+    const auto block = Uniform(kTileCols, dim, 2 * dim + 1);
+    float s[kTileCols], v[kTileCols];
+    scalar::DotRow(q.data(), block.data(), dim, s);
+    avx2::DotRow(q.data(), block.data(), dim, v);
+    for (int j = 0; j < kTileCols; j++) {
+      double abs_sum = 0, exact = 0;
+      for (int i = 0; i < dim; i++) {
+        const double t = double(q[i]) * block[i * kTileCols + j];
+        abs_sum += std::fabs(t);
+        exact += t;
+      }
+      const double bound = 2.0 * dim * std::numeric_limits<float>::epsilon() * abs_sum;
+      EXPECT_NEAR(s[j], v[j], bound) << dim << " " << j;
+      EXPECT_NEAR(s[j], exact, bound) << dim << " " << j;
+    }
+  }
+}
+
+// RankCentroids (||c||^2 - 2 q.c from the packed layout) ranks as NearestCentroids (direct
+// distances) does, except where two distances are closer than float rounding can tell
+// apart; with inner_product it ranks by the largest q.c.  Every shape of the last block.
+TEST(RankCentroids, MatchesDirectRanking) {
+  for (int dim : {1, 5, 37, 100}) {
+    for (int k : {1, 15, 16, 17, 300}) {
+      const auto centroids = Uniform(k, dim, 31 * dim + k);
+      const auto queries = Uniform(8, dim, 37 * dim + k);
+      std::vector<float> layout(RankingLayoutFloats(k, dim));
+      PackForRanking(centroids.data(), k, dim, layout.data());
+      std::vector<int32_t> got(k), want(k);
+      std::vector<float> scratch(k), direct(k);
+      for (int qi = 0; qi < 8; qi++) {
+        const float* q = queries.data() + qi * dim;
+        RankCentroids(q, layout.data(), k, dim, false, k, got.data(), scratch.data());
+        NearestCentroids(q, centroids.data(), k, dim, k, want.data(), direct.data());
+        const double scale = 2 * dim;  // |q|^2 + |c|^2 bound for coordinates in [-1, 1]
+        for (int i = 0; i < k; i++) {
+          if (got[i] != want[i]) {
+            EXPECT_NEAR(direct[got[i]], direct[want[i]], 1e-5 * scale) << dim << " " << k;
+          }
+        }
+        // Inner product: against a direct ranking by -q.c (in double), ties by index.
+        RankCentroids(q, layout.data(), k, dim, true, k, got.data(), scratch.data());
+        std::vector<double> dot(k, 0.0);
+        std::vector<std::pair<double, int>> ip(k);
+        for (int c = 0; c < k; c++) {
+          for (int i = 0; i < dim; i++) dot[c] += double(q[i]) * centroids[c * dim + i];
+          ip[c] = {-dot[c], c};
+        }
+        std::sort(ip.begin(), ip.end());
+        for (int i = 0; i < k; i++) {
+          if (got[i] != ip[i].second) {
+            EXPECT_NEAR(dot[got[i]], dot[ip[i].second], 1e-5 * dim) << "ip " << dim << " " << k;
+          }
+        }
+        // A prefix is the head of the full ranking.
+        std::vector<int32_t> head(3);
+        if (k >= 3) {
+          RankCentroids(q, layout.data(), k, dim, true, 3, head.data(), scratch.data());
+          EXPECT_EQ(std::vector<int32_t>(got.begin(), got.begin() + 3), head);
+        }
+      }
+    }
+  }
+}
+
+TEST(RankCentroids, TiesGoToTheLowerIndexAndNaNRanksLast) {
+  const int dim = 2;
+  const std::vector<float> centroids = {1, 0, 0, 1, -1, 0, 0, -1, 5, 5};
+  std::vector<float> layout(RankingLayoutFloats(5, dim));
+  PackForRanking(centroids.data(), 5, dim, layout.data());
+  const float origin[2] = {0, 0};
+  int32_t idx[5];
+  float scratch[5];
+  RankCentroids(origin, layout.data(), 5, dim, false, 5, idx, scratch);
+  EXPECT_EQ(std::vector<int32_t>(idx, idx + 5), (std::vector<int32_t>{0, 1, 2, 3, 4}));
+  const float q[2] = {1, 1};  // inner products 1, 1, -1, -1, 10
+  RankCentroids(q, layout.data(), 5, dim, true, 5, idx, scratch);
+  EXPECT_EQ(std::vector<int32_t>(idx, idx + 5), (std::vector<int32_t>{4, 0, 1, 2, 3}));
+  const float nan_q[2] = {std::numeric_limits<float>::quiet_NaN(), 0};
+  RankCentroids(nan_q, layout.data(), 5, dim, false, 5, idx, scratch);
+  EXPECT_EQ(std::vector<int32_t>(idx, idx + 5), (std::vector<int32_t>{0, 1, 2, 3, 4}));
+  EXPECT_THROW(RankCentroids(q, layout.data(), 5, dim, false, 6, idx, scratch),
+               std::invalid_argument);
+}
+
 // GloVe 100-d base vectors as cached by the project's data tool (bench/datasets.py); the
 // test fails, not skips, when they are missing.
 std::string GlovePath() {
