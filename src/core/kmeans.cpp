@@ -341,4 +341,27 @@ void RankCentroids(const float* q, const float* layout, int k, int dim, bool inn
   SelectLowest(scratch, k, count, out_idx);
 }
 
+int NearestCentroidPacked(const float* x, const float* layout, int k, int dim) {
+  CheckCentroids(dim, k);
+  const DotRowFn dot_row = ActiveDotRow();
+  const int blocks = (k + kTileCols - 1) / kTileCols;
+  const size_t block_floats = static_cast<size_t>(dim) * kTileCols;
+  const float* norms = layout + static_cast<size_t>(blocks) * block_floats;
+  float dots[kTileCols];
+  float best = std::numeric_limits<float>::infinity();
+  int best_index = 0;
+  for (int b = 0; b < blocks; b++) {
+    dot_row(x, layout + b * block_floats, dim, dots);
+    const int live = std::min(kTileCols, k - b * kTileCols);
+    for (int j = 0; j < live; j++) {
+      const float s = norms[b * kTileCols + j] - 2.0f * dots[j];
+      if (s < best) {  // false for NaN: a NaN score never wins
+        best = s;
+        best_index = b * kTileCols + j;
+      }
+    }
+  }
+  return best_index;
+}
+
 }  // namespace scann

@@ -59,6 +59,11 @@ void PackForRanking(const float* centroids, int k, int dim, float* layout);
 void RankCentroids(const float* q, const float* layout, int k, int dim, bool inner_product,
                    int count, int32_t* out_idx, float* scratch);
 
+// Index of the nearest centroid to x from a PackForRanking layout, by ||c||^2 - 2 x.c (the
+// lowest index among equal scores; NearestCentroid's answer up to float rounding).  For one
+// row at a time against a layout packed once (inserts, a build's encoding pass).
+int NearestCentroidPacked(const float* x, const float* layout, int k, int dim);
+
 // The micro-kernel behind AssignNearest, one per instruction set: out[r * 16 + j] =
 // <rows[r], block[:, j]> for 6 rows (row r at rows + r * stride) and one block of 16
 // centroids packed dimension-major (block[i * 16 + j] = centroid j, coordinate i).

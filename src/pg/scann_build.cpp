@@ -74,6 +74,7 @@ struct BuildState {
   BuildOptions opts;
   bool trained;
   float* centroids;
+  float* ranking;  // the centroids in PackForRanking's layout, for encoding
   ProductQuantizer* pq;
   float* vec;
   float* residual;
@@ -141,8 +142,8 @@ void EncodeCallback(Relation index, ItemPointer tid, Datum* values, bool* isnull
   if (usable) {
     uint32 list = 0;
     if (bs->trained) {
-      list = EncodeVector(bs->pq, bs->centroids, bs->opts.lists, bs->dims, bs->vec, bs->residual,
-                          bs->codes);
+      list = EncodeVector(bs->pq, bs->centroids, bs->ranking, bs->opts.lists, bs->dims, bs->vec,
+                          bs->residual, bs->codes);
     }
     size_t len = VARHDRSZ + kSortKeyBytes + bs->code_bytes;
     bytea* rec = static_cast<bytea*>(palloc(len));
@@ -228,6 +229,10 @@ void Train(BuildState* bs) {
             bs->sample[size_t(i) * dims + j] - bs->centroids[size_t(assign[i]) * dims + j];
     bs->pq->Train(residuals.data(), bs->sample, n);
   });
+  bs->ranking = static_cast<float*>(MemoryContextAllocHuge(
+      CurrentMemoryContext,
+      sizeof(float) * RankingLayoutFloats(int(bs->opts.lists), dims)));
+  CppGuard([&] { PackForRanking(bs->centroids, int(bs->opts.lists), dims, bs->ranking); });
   pfree(bs->sample);
   bs->sample = nullptr;
 }

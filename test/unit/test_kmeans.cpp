@@ -341,6 +341,29 @@ TEST(RankCentroids, MatchesDirectRanking) {
   }
 }
 
+// NearestCentroidPacked is the head of RankCentroids' ranking, and NearestCentroid's answer
+// except for near-ties (CheckAssignments' bound).
+TEST(NearestCentroidPacked, MatchesRankingAndDirectSearch) {
+  for (int dim : {1, 3, 16, 100}) {
+    for (int k : {1, 5, 16, 17, 100}) {
+      const auto centroids = Uniform(k, dim, 41 * dim + k);
+      const auto data = Uniform(200, dim, 43 * dim + k);
+      std::vector<float> layout(RankingLayoutFloats(k, dim));
+      PackForRanking(centroids.data(), k, dim, layout.data());
+      std::vector<int32_t> got(200);
+      std::vector<float> scratch(k);
+      for (int i = 0; i < 200; i++) {
+        const float* x = data.data() + i * dim;
+        got[i] = NearestCentroidPacked(x, layout.data(), k, dim);
+        int32_t head;
+        RankCentroids(x, layout.data(), k, dim, false, 1, &head, scratch.data());
+        EXPECT_EQ(got[i], head) << dim << " " << k << " " << i;
+      }
+      CheckAssignments(data, dim, centroids, got);
+    }
+  }
+}
+
 TEST(RankCentroids, TiesGoToTheLowerIndexAndNaNRanksLast) {
   const int dim = 2;
   const std::vector<float> centroids = {1, 0, 0, 1, -1, 0, 0, -1, 5, 5};
@@ -359,6 +382,7 @@ TEST(RankCentroids, TiesGoToTheLowerIndexAndNaNRanksLast) {
   EXPECT_EQ(std::vector<int32_t>(idx, idx + 5), (std::vector<int32_t>{0, 1, 2, 3, 4}));
   EXPECT_THROW(RankCentroids(q, layout.data(), 5, dim, false, 6, idx, scratch),
                std::invalid_argument);
+  EXPECT_EQ(NearestCentroidPacked(origin, layout.data(), 5, dim), 0);
 }
 
 // GloVe 100-d base vectors as cached by the project's data tool (bench/datasets.py); the
