@@ -1,8 +1,8 @@
 # Pages an insert added to the index but never linked into a list (what a crash between the
 # relation extension and the WAL record that links the page leaves behind: all-zero pages,
 # since extending a relation is not WAL-logged) are found by VACUUM, reported as reusable,
-# and taken by later inserts instead of growing the index; a streaming standby replays
-# those inserts into the same answers.  The crash's leftovers are made by appending zero
+# and taken by later inserts instead of growing the index, also by concurrent inserts
+# racing for them; a streaming standby replays those inserts into the same answers.  The crash's leftovers are made by appending zero
 # pages to the index file while the server is stopped.
 #
 # The node runs with the 1MB of shared_buffers PostgreSQL::Test::Cluster gives a node that
@@ -102,6 +102,36 @@ SELECT count(*) FROM (SELECT id FROM items
 ($ret, $stdout, $stderr) = $node->psql('postgres', 'VACUUM (VERBOSE) items');
 like($stderr, qr/index "items_idx": pages: \d+ in total, 0 newly deleted, 0 currently deleted, 0 reusable/,
 	'a second VACUUM finds no free pages left');
+
+# Concurrent inserts racing for free pages: two clients insert copies while six recorded
+# pages are on offer.  No page may end up in two lists (rows lost or returned twice).
+$blocks = index_blocks();
+$node->stop;
+open($fh, '>>:raw', $path) or die "cannot open $path: $!";
+print $fh "\0" x (6 * 8192);
+close($fh) or die "close: $!";
+$node->start;
+$node->safe_psql('postgres', 'VACUUM items; CREATE SEQUENCE copy_ids START 200000');
+$node->pgbench(
+	'--no-vacuum --client=2 --jobs=2 --transactions=40',
+	0, [qr/processed: 80\/80/], [qr/^$/], 'two clients insert copies concurrently',
+	{
+		'006_copies' => q{INSERT INTO items
+  SELECT nextval('copy_ids'), embedding FROM items WHERE id < 100000 ORDER BY random() LIMIT 20;}
+	});
+is(zero_pages($blocks, 6), '', 'the concurrent inserts took the six pages');
+$rows = $node->safe_psql('postgres', 'SELECT count(*) FROM items');
+is($node->safe_psql('postgres', qq{SET enable_seqscan = off;
+SET scann.nprobe = 10000; SET scann.reorder = $rows;
+SELECT count(*) || ' ' || count(DISTINCT id) FROM (SELECT id FROM items
+  ORDER BY embedding <=> (SELECT embedding FROM items WHERE id = 7) LIMIT $rows) s}),
+	"$rows $rows", "a scan of every list returns each of the $rows rows once");
+$node->wait_for_catchup($standby, 'replay', $node->lsn('insert'));
+is($standby->safe_psql('postgres', qq{SET enable_seqscan = off;
+SET scann.nprobe = 10000; SET scann.reorder = $rows;
+SELECT count(*) || ' ' || count(DISTINCT id) FROM (SELECT id FROM items
+  ORDER BY embedding <=> (SELECT embedding FROM items WHERE id = 7) LIMIT $rows) s}),
+	"$rows $rows", 'and so does the standby');
 
 $standby->stop;
 
