@@ -12,7 +12,7 @@ use ScannTest;
 
 my $node = PostgreSQL::Test::Cluster->new('recall');
 $node->init;
-$node->append_conf('postgresql.conf', "shared_buffers = 512MB\nmaintenance_work_mem = 512MB\nmax_wal_size = 4GB\nfsync = off");
+$node->append_conf('postgresql.conf', "maintenance_work_mem = 512MB\nmax_wal_size = 4GB\nfsync = off");
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION pg_scann');
 

@@ -12,7 +12,7 @@ use ScannTest;
 
 my $primary = PostgreSQL::Test::Cluster->new('primary');
 $primary->init(allows_streaming => 1);
-$primary->append_conf('postgresql.conf', "shared_buffers = 256MB\nmaintenance_work_mem = 256MB");
+$primary->append_conf('postgresql.conf', "maintenance_work_mem = 256MB");
 $primary->start;
 $primary->backup('backup');
 my $standby = PostgreSQL::Test::Cluster->new('standby');
