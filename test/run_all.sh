@@ -63,10 +63,11 @@ unit_tests() {
   count "$ok" "$bad" "unit"
 }
 
-# Every server of the suite runs with 1MB of shared_buffers (128 pages), so index and heap
-# pages are evicted and read back from disk all the time: a page written with an invalid
-# header, or changed without being marked dirty, shows up in the tests instead of hiding in
-# memory.  (Much less fails in PostgreSQL itself: log_newpage_range pins 32 pages at once.)
+# The pg_regress, isolation and TAP servers run with 1MB of shared_buffers (128 pages), so
+# index and heap pages are evicted and read back from disk all the time: a page written
+# with an invalid header, or changed without being marked dirty, shows up in the tests
+# instead of hiding in memory.  (Far less than this fails inside PostgreSQL itself:
+# log_newpage_range pins 32 pages at once.)
 SMALL_BUFFERS=1MB
 
 # A scratch cluster for pg_regress and the isolation tester.

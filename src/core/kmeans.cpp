@@ -76,34 +76,25 @@ void CheckInterrupts(const InterruptCheck& check) {
   if (check) check();
 }
 
-// Centroids in the DotTile layout: blocks of 16, dimension-major, with squared norms; the
-// padding centroids of the last block have an infinite norm so they never win.
+// Centroids in the DotTile layout with their squared norms, as PackForRanking writes them;
+// the padding centroids of the last block have an infinite norm so they never win.
 class PackedCentroids {
  public:
   PackedCentroids(const float* centroids, int k, int dim)
-      : dim_(dim), blocks_((k + kTileCols - 1) / kTileCols) {
-    const size_t block_floats = static_cast<size_t>(dim) * kTileCols;
-    data_.assign(blocks_ * block_floats, 0.0f);
-    norms_.assign(static_cast<size_t>(blocks_) * kTileCols, std::numeric_limits<float>::infinity());
-    for (int c = 0; c < k; c++) {
-      const float* src = centroids + static_cast<size_t>(c) * dim;
-      float* dst = data_.data() + (c / kTileCols) * block_floats + c % kTileCols;
-      for (int i = 0; i < dim; i++) dst[static_cast<size_t>(i) * kTileCols] = src[i];
-      norms_[c] = Distances().inner_product(src, src, dim);
-    }
+      : dim_(dim), blocks_((k + kTileCols - 1) / kTileCols), layout_(RankingLayoutFloats(k, dim)) {
+    PackForRanking(centroids, k, dim, layout_.data());
   }
 
   int blocks() const { return blocks_; }
   const float* block(int b) const {
-    return data_.data() + static_cast<size_t>(b) * dim_ * kTileCols;
+    return layout_.data() + static_cast<size_t>(b) * dim_ * kTileCols;
   }
-  const float* norms(int b) const { return norms_.data() + static_cast<size_t>(b) * kTileCols; }
+  const float* norms(int b) const { return block(blocks_) + static_cast<size_t>(b) * kTileCols; }
 
  private:
   int dim_;
   int blocks_;
-  std::vector<float> data_;
-  std::vector<float> norms_;
+  std::vector<float> layout_;
 };
 
 // For rows [begin, end): out[i] = argmin_c ||c||^2 - 2 x_i.c and score[i] = that minimum.
@@ -319,11 +310,13 @@ void PackForRanking(const float* centroids, int k, int dim, float* layout) {
   }
 }
 
-void RankCentroids(const float* q, const float* layout, int k, int dim, bool inner_product,
-                   int count, int32_t* out_idx, float* scratch) {
-  CheckCentroids(dim, k);
-  if (count < 0 || count > k)
-    throw std::invalid_argument("rank centroids: count must be in [0, k]");
+namespace {
+
+// Calls score(c, s) for every centroid c of a PackForRanking layout, in index order, with
+// s = ||c||^2 - 2 q.c, or -q.c for inner_product.
+template <typename Score>
+void ScorePacked(const float* q, const float* layout, int k, int dim, bool inner_product,
+                 Score score) {
   const DotRowFn dot_row = ActiveDotRow();
   const int blocks = (k + kTileCols - 1) / kTileCols;
   const size_t block_floats = static_cast<size_t>(dim) * kTileCols;
@@ -334,33 +327,34 @@ void RankCentroids(const float* q, const float* layout, int k, int dim, bool inn
     const int live = std::min(kTileCols, k - b * kTileCols);
     for (int j = 0; j < live; j++) {
       const int c = b * kTileCols + j;
-      const float s = inner_product ? -dots[j] : norms[c] - 2.0f * dots[j];
-      scratch[c] = std::isnan(s) ? std::numeric_limits<float>::infinity() : s;
+      score(c, inner_product ? -dots[j] : norms[c] - 2.0f * dots[j]);
     }
   }
+}
+
+}  // namespace
+
+void RankCentroids(const float* q, const float* layout, int k, int dim, bool inner_product,
+                   int count, int32_t* out_idx, float* scratch) {
+  CheckCentroids(dim, k);
+  if (count < 0 || count > k)
+    throw std::invalid_argument("rank centroids: count must be in [0, k]");
+  ScorePacked(q, layout, k, dim, inner_product, [scratch](int c, float s) {
+    scratch[c] = std::isnan(s) ? std::numeric_limits<float>::infinity() : s;
+  });
   SelectLowest(scratch, k, count, out_idx);
 }
 
 int NearestCentroidPacked(const float* x, const float* layout, int k, int dim) {
   CheckCentroids(dim, k);
-  const DotRowFn dot_row = ActiveDotRow();
-  const int blocks = (k + kTileCols - 1) / kTileCols;
-  const size_t block_floats = static_cast<size_t>(dim) * kTileCols;
-  const float* norms = layout + static_cast<size_t>(blocks) * block_floats;
-  float dots[kTileCols];
   float best = std::numeric_limits<float>::infinity();
   int best_index = 0;
-  for (int b = 0; b < blocks; b++) {
-    dot_row(x, layout + b * block_floats, dim, dots);
-    const int live = std::min(kTileCols, k - b * kTileCols);
-    for (int j = 0; j < live; j++) {
-      const float s = norms[b * kTileCols + j] - 2.0f * dots[j];
-      if (s < best) {  // false for NaN: a NaN score never wins
-        best = s;
-        best_index = b * kTileCols + j;
-      }
+  ScorePacked(x, layout, k, dim, false, [&](int c, float s) {
+    if (s < best) {  // false for NaN: a NaN score never wins
+      best = s;
+      best_index = c;
     }
-  }
+  });
   return best_index;
 }
 

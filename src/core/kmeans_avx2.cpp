@@ -1,6 +1,7 @@
 // AVX2 + FMA micro-kernels of AssignNearest and RankCentroids (compiled with -mavx2 -mfma;
-// entered only after DetectIsa()). Twelve accumulators (6 rows x 2 vectors of 8 centroids) hide the FMA latency;
-// each step loads two centroid vectors and broadcasts six row coordinates.
+// entered only after DetectIsa()). DotTile: twelve accumulators (6 rows x 2 vectors of 8
+// centroids) hide the FMA latency; each step loads two centroid vectors and broadcasts six
+// row coordinates.
 #include <xsimd/xsimd.hpp>
 
 #include "core/kmeans.h"

@@ -17,17 +17,17 @@ namespace scann::pg {
 
 namespace {
 
-// Visits every home page of every list with `visit(buffer, page)` under an exclusive lock
-// (or a share lock for counting); returns nothing.  Continuation pages hold no TIDs.
+// Visits every home page of every list, chain by chain, with `visit(list, buffer, page)`
+// under an exclusive lock.  Continuation pages hold no TIDs.
 template <typename Visit>
-void ForEachHomePage(Relation index, const ScannMetaPage& meta, int lock, Visit visit) {
+void ForEachHomePage(Relation index, const ScannMetaPage& meta, Visit visit) {
   for (uint32 list = 0; list < meta.lists; list++) {
     ScannListEntry entry = ReadListEntry(index, meta, list);
     BlockNumber blkno = entry.first;
     while (blkno != InvalidBlockNumber) {
       vacuum_delay_point();
       Buffer buf = ReadBuffer(index, blkno);
-      LockBuffer(buf, lock);
+      LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
       Page page = BufferGetPage(buf);
       if (PageOpaque(page)->type == uint16(PageType::kList)) visit(list, buf, page);
       blkno = PageOpaque(page)->next;
@@ -45,13 +45,17 @@ void ForEachSlot(const ScannMetaPage& meta, Page page, Fn fn) {
     for (int slot = 0; slot < 32; slot++) fn(SlotTid(PageUnit(page, u), slot));
 }
 
-// Records the index's all-zero pages in the free space map, for inserts to reuse, and
-// returns how many there are.  Such a page was added by an insert that crashed before the
-// WAL record linking it into a chain (relation extension is not WAL-logged); nothing points
-// to it.  A page being added right now is never seen all-zero: the extension lock, held
-// here while the length is read, is held by an inserter until it has locked its new page,
-// and the share lock taken here waits until the page is initialized.
-BlockNumber RecordFreePages(Relation index, BufferAccessStrategy strategy) {
+// One pass over every page after the metapage: records the all-zero pages in the free
+// space map, for inserts to reuse, and returns how many there are; with `live`, also counts
+// the valid slots of the home pages.  An all-zero page was added by an insert that crashed
+// before the WAL record linking it into a chain (relation extension is not WAL-logged);
+// nothing points to it.  A page being added right now is never seen all-zero: the
+// extension lock, held here while the length is read, is held by an inserter until it has
+// locked its new page, and the share lock taken here waits until the page is initialized.
+// Every slot holding a valid TID is on a chain (a slot's TID and the link to its page are
+// written in the same record), so counting page by page counts what the chains hold.
+BlockNumber ScanPages(Relation index, const ScannMetaPage& meta, BufferAccessStrategy strategy,
+                      double* live) {
   const bool need_lock = !RELATION_IS_LOCAL(index);
   if (need_lock) LockRelationForExtension(index, ExclusiveLock);
   const BlockNumber nblocks = RelationGetNumberOfBlocks(index);
@@ -61,9 +65,12 @@ BlockNumber RecordFreePages(Relation index, BufferAccessStrategy strategy) {
     vacuum_delay_point();
     Buffer buf = ReadBufferExtended(index, MAIN_FORKNUM, blkno, RBM_NORMAL, strategy);
     LockBuffer(buf, BUFFER_LOCK_SHARE);
-    if (PageIsNew(BufferGetPage(buf))) {
+    Page page = BufferGetPage(buf);
+    if (PageIsNew(page)) {
       RecordFreeIndexPage(index, blkno);
       free_pages++;
+    } else if (live && PageOpaque(page)->type == uint16(PageType::kList)) {
+      ForEachSlot(meta, page, [&](ItemPointer tid) { *live += ItemPointerIsValid(tid); });
     }
     UnlockReleaseBuffer(buf);
   }
@@ -86,7 +93,7 @@ IndexBulkDeleteResult* BulkDelete(IndexVacuumInfo* info, IndexBulkDeleteResult* 
   // Slot ordinals (in ForEachSlot order) of the dead TIDs of one page: at most every slot
   // of the smallest blocks (TIDs only) that fit in a page.
   uint16 dead[(kUnitsPerPage / kTidUnits) * 32];
-  ForEachHomePage(index, meta, BUFFER_LOCK_EXCLUSIVE, [&](uint32 list, Buffer buf, Page page) {
+  ForEachHomePage(index, meta, [&](uint32 list, Buffer buf, Page page) {
     int ndead = 0, ordinal = 0;
     ForEachSlot(meta, page, [&](ItemPointer tid) {
       int i = ordinal++;
@@ -129,17 +136,11 @@ IndexBulkDeleteResult* BulkDelete(IndexVacuumInfo* info, IndexBulkDeleteResult* 
 IndexBulkDeleteResult* VacuumCleanup(IndexVacuumInfo* info, IndexBulkDeleteResult* stats) {
   if (info->analyze_only) return stats;
   Relation index = info->index;
-  if (stats == nullptr) {
-    // No bulk delete ran (nothing dead): count the live entries ourselves.
-    stats = static_cast<IndexBulkDeleteResult*>(palloc0(sizeof(IndexBulkDeleteResult)));
-    ScannMetaPage meta = ReadMetaPage(index);
-    double live = 0;
-    ForEachHomePage(index, meta, BUFFER_LOCK_SHARE, [&](uint32, Buffer, Page page) {
-      ForEachSlot(meta, page, [&](ItemPointer tid) { live += ItemPointerIsValid(tid); });
-    });
-    stats->num_index_tuples = live;
-  }
-  stats->pages_free = RecordFreePages(index, info->strategy);
+  double live = 0;
+  const bool count = stats == nullptr;  // no bulk delete ran (nothing dead): count here
+  if (count) stats = static_cast<IndexBulkDeleteResult*>(palloc0(sizeof(IndexBulkDeleteResult)));
+  stats->pages_free = ScanPages(index, ReadMetaPage(index), info->strategy, count ? &live : nullptr);
+  if (count) stats->num_index_tuples = live;
   stats->num_pages = RelationGetNumberOfBlocks(index);
   stats->estimated_count = false;
   return stats;

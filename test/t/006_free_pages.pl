@@ -66,6 +66,9 @@ my ($ret, $stdout, $stderr) = $node->psql('postgres', 'VACUUM (VERBOSE) items');
 is($ret, 0, 'VACUUM succeeds');
 like($stderr, qr/index "items_idx": pages: \d+ in total, 0 newly deleted, 0 currently deleted, 3 reusable/,
 	'VACUUM reports the three pages as reusable');
+is($node->safe_psql('postgres',
+	q{SELECT (SELECT reltuples FROM pg_class WHERE relname = 'items_idx') = count(*) FROM items}),
+	't', 'and counts the index entries (read page by page) as the table has rows');
 
 # A standby from a backup that holds the zero pages (a standby's copy of a relation can
 # also be shorter than the primary's: redo then extends it).
@@ -134,6 +137,9 @@ SET scann.nprobe = 10000; SET scann.reorder = $rows;
 SELECT count(*) || ' ' || count(DISTINCT id) FROM (SELECT id FROM items
   ORDER BY embedding <=> (SELECT embedding FROM items WHERE id = 7) LIMIT $rows) s}),
 	"$rows $rows", 'and so does the standby');
+$node->safe_psql('postgres', 'VACUUM items');
+is($node->safe_psql('postgres', q{SELECT reltuples FROM pg_class WHERE relname = 'items_idx'}),
+	$rows, 'VACUUM counts every entry after the concurrent inserts');
 
 $standby->stop;
 

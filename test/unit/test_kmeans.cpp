@@ -294,6 +294,12 @@ TEST(DotRow, Avx2WithinRoundingOfScalar) {
   }
 }
 
+std::vector<float> PackedLayout(const std::vector<float>& centroids, int k, int dim) {
+  std::vector<float> layout(RankingLayoutFloats(k, dim));
+  PackForRanking(centroids.data(), k, dim, layout.data());
+  return layout;
+}
+
 // RankCentroids (||c||^2 - 2 q.c from the packed layout) ranks as NearestCentroids (direct
 // distances) does, except where two distances are closer than float rounding can tell
 // apart; with inner_product it ranks by the largest q.c.  Every shape of the last block.
@@ -302,8 +308,7 @@ TEST(RankCentroids, MatchesDirectRanking) {
     for (int k : {1, 15, 16, 17, 300}) {
       const auto centroids = Uniform(k, dim, 31 * dim + k);
       const auto queries = Uniform(8, dim, 37 * dim + k);
-      std::vector<float> layout(RankingLayoutFloats(k, dim));
-      PackForRanking(centroids.data(), k, dim, layout.data());
+      const auto layout = PackedLayout(centroids, k, dim);
       std::vector<int32_t> got(k), want(k);
       std::vector<float> scratch(k), direct(k);
       for (int qi = 0; qi < 8; qi++) {
@@ -348,8 +353,7 @@ TEST(NearestCentroidPacked, MatchesRankingAndDirectSearch) {
     for (int k : {1, 5, 16, 17, 100}) {
       const auto centroids = Uniform(k, dim, 41 * dim + k);
       const auto data = Uniform(200, dim, 43 * dim + k);
-      std::vector<float> layout(RankingLayoutFloats(k, dim));
-      PackForRanking(centroids.data(), k, dim, layout.data());
+      const auto layout = PackedLayout(centroids, k, dim);
       std::vector<int32_t> got(200);
       std::vector<float> scratch(k);
       for (int i = 0; i < 200; i++) {
@@ -367,8 +371,7 @@ TEST(NearestCentroidPacked, MatchesRankingAndDirectSearch) {
 TEST(RankCentroids, TiesGoToTheLowerIndexAndNaNRanksLast) {
   const int dim = 2;
   const std::vector<float> centroids = {1, 0, 0, 1, -1, 0, 0, -1, 5, 5};
-  std::vector<float> layout(RankingLayoutFloats(5, dim));
-  PackForRanking(centroids.data(), 5, dim, layout.data());
+  const auto layout = PackedLayout(centroids, 5, dim);
   const float origin[2] = {0, 0};
   int32_t idx[5];
   float scratch[5];
