@@ -108,6 +108,34 @@ SELECT count(*) AS unbounded, count(DISTINCT id) AS distinct_ids FROM (SELECT id
 SELECT count(*) AS filtered FROM (SELECT id FROM pts WHERE id % 10 = 1 ORDER BY v <-> '{0.5,0.5,0.5,0.5,0.3}' LIMIT 50) s;
 RESET ALL;
 
+-- Updated rows: re-ranking follows a HOT chain to the version the snapshot sees, and the
+-- entry an update of the vector leaves behind never returns the old version.
+CREATE TABLE upd (id int PRIMARY KEY, tag text, v real[]) WITH (fillfactor = 50);
+INSERT INTO upd SELECT i, 'old', ARRAY[sin(i)::real, cos(i * 0.7)::real, (i % 13)::real / 13]
+  FROM generate_series(1, 2000) i;
+CREATE INDEX upd_v ON upd USING scann (v) WITH (lists = 10);
+SET enable_seqscan = off;
+SET scann.nprobe = 10;
+SET scann.reorder = 2000;
+BEGIN;
+UPDATE upd SET tag = 'hot1' WHERE id % 100 = 7;
+UPDATE upd SET tag = 'hot2' WHERE id % 100 = 7;
+UPDATE upd SET v = ARRAY[5, 5, 5] WHERE id = 9;
+SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname = 'upd';
+SELECT id, tag, v <-> (SELECT v FROM upd WHERE id = 107) AS d
+  FROM upd ORDER BY v <-> (SELECT v FROM upd WHERE id = 107) LIMIT 1;
+COMMIT;
+SELECT count(*) AS all_rows, count(DISTINCT id) AS distinct_ids,
+       count(*) FILTER (WHERE tag = 'hot2') AS hot2, count(*) FILTER (WHERE tag = 'hot1') AS hot1
+  FROM (SELECT id, tag FROM upd ORDER BY v <-> '{0,0,0}' LIMIT 5000) s;
+SELECT id, v <-> '{5,5,5}' AS d FROM upd ORDER BY v <-> '{5,5,5}' LIMIT 1;
+SELECT id FROM upd ORDER BY v <-> ARRAY[sin(9), cos(9 * 0.7), (9 % 13)::real / 13]::real[] LIMIT 1;
+SELECT array_agg(id) = (SELECT array_agg(id) FROM (SELECT id FROM upd ORDER BY l2_distance(v, '{0.3,-0.2,0.5}'), id LIMIT 20) e)
+  AS exact_top20
+  FROM (SELECT id FROM upd ORDER BY v <-> '{0.3,-0.2,0.5}' LIMIT 20) s;
+RESET ALL;
+DROP TABLE upd;
+
 -- Cosine: zero vectors have no direction and are not indexed; inner product orders by <#>.
 CREATE TABLE dirs (id int, v real[]);
 INSERT INTO dirs SELECT i, ARRAY[cos(i * 0.05)::real, sin(i * 0.05)::real, (i % 3)::real] FROM generate_series(1, 500) i;

@@ -26,6 +26,7 @@
 #include "pg/vector_arg.h"
 
 extern "C" {
+#include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/tableam.h"
 #include "catalog/index.h"
@@ -34,6 +35,8 @@ extern "C" {
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/buf_internals.h"
+#include "utils/memutils.h"
 #include "utils/float.h"
 }
 
@@ -102,6 +105,47 @@ struct ScanState {
 
 // Whether the last re-ranking in this backend read heap blocks from outside shared buffers.
 bool g_reorder_reads_seen = true;
+
+// Which shared buffer last held a block, per backend, direct-mapped by relation and block.
+// ReadRecentBuffer() pins that buffer after checking its tag: one buffer-header read,
+// prefetched ahead, instead of a buffer-table lookup (several dependent cache misses).  A
+// stale or colliding entry fails the check and falls back to ReadBuffer().
+// ReadRecentBuffer() does not raise the buffer's usage count, which keeps a page in shared
+// buffers under the clock sweep, so every kRecentReadEvery-th read goes through
+// ReadBuffer() anyway: pages read often stay protected.
+// GloVe-100, nprobe 40, reorder 100 (heap and list pages): ~245 -> ~200 us per query.
+constexpr uint32 kRecentSlots = 1u << 16;
+constexpr uint32 kRecentReadEvery = 8;
+Buffer* g_recent = nullptr;
+uint32 g_recent_reads = 0;
+
+Buffer* RecentSlot(Relation rel, BlockNumber blkno) {
+  if (!g_recent)
+    g_recent = static_cast<Buffer*>(
+        MemoryContextAllocZero(TopMemoryContext, sizeof(Buffer) * kRecentSlots));
+  const uint32 h = (blkno * 0x9E3779B1u) ^ (rel->rd_node.relNode * 0x85EBCA77u);
+  return &g_recent[(h ^ (h >> 16)) & (kRecentSlots - 1)];
+}
+
+void PrefetchRecent(Relation rel, BlockNumber blkno) {
+  if (RelationUsesLocalBuffers(rel)) return;
+  const Buffer b = *RecentSlot(rel, blkno);
+  if (b > 0) __builtin_prefetch(GetBufferDescriptor(b - 1), 1);
+}
+
+Buffer ReadBufferRecent(Relation rel, BlockNumber blkno) {
+  if (RelationUsesLocalBuffers(rel)) return ReadBuffer(rel, blkno);
+  Buffer* slot = RecentSlot(rel, blkno);
+  if (*slot > 0 && ++g_recent_reads % kRecentReadEvery != 0 && ReadRecentBuffer(rel->rd_node, MAIN_FORKNUM, blkno, *slot)) {
+    pgstat_count_buffer_read(rel);
+    pgstat_count_buffer_hit(rel);
+    return *slot;
+  }
+  const Buffer buf = ReadBuffer(rel, blkno);
+  *slot = buf;
+  return buf;
+}
+
 
 uint64 TidToId(ItemPointer tid) {
   return (uint64(ItemPointerGetBlockNumber(tid)) << 16) | ItemPointerGetOffsetNumber(tid);
@@ -245,7 +289,7 @@ void ScoreList(ScanState* so, Relation index, uint32 ring_index) {
   uint8_t tids[32 * kTidBytes];
   uint32 block_unit = 0;  // position inside a block that spans pages
   for (BlockNumber blkno = first; blkno != InvalidBlockNumber;) {
-    Buffer buf = ReadBuffer(index, blkno);
+    Buffer buf = ReadBufferRecent(index, blkno);
     LockBuffer(buf, BUFFER_LOCK_SHARE);
     Page page = BufferGetPage(buf);
     const uint32 used = PageUnits(page);
@@ -307,31 +351,27 @@ Datum IndexedValue(ScanState* so, IndexScanDesc scan, bool* isnull) {
   return values[0];
 }
 
-int CompareResults(const void* a, const void* b) {
-  const Result* x = static_cast<const Result*>(a);
-  const Result* y = static_cast<const Result*>(b);
-  if (x->distance != y->distance) {
-    if (std::isnan(x->distance)) return 1;
-    if (std::isnan(y->distance)) return -1;
-    return x->distance < y->distance ? -1 : 1;
-  }
-  return ItemPointerCompare(const_cast<ItemPointer>(&x->tid), const_cast<ItemPointer>(&y->tid));
+// Exact order: distance, NaN last, then TID (a strict weak order, as std::sort needs).
+bool ResultLess(const Result& x, const Result& y) {
+  const bool xnan = std::isnan(x.distance), ynan = std::isnan(y.distance);
+  if (xnan != ynan) return ynan;
+  if (!xnan && x.distance != y.distance) return x.distance < y.distance;
+  return ItemPointerCompare(const_cast<ItemPointer>(&x.tid), const_cast<ItemPointer>(&y.tid)) < 0;
 }
 
-int CompareTids(const void* a, const void* b) {
-  return ItemPointerCompare(const_cast<ItemPointer>(&static_cast<const Result*>(a)->tid),
-                            const_cast<ItemPointer>(&static_cast<const Result*>(b)->tid));
+bool TidLess(const Result& x, const Result& y) {
+  return ItemPointerCompare(const_cast<ItemPointer>(&x.tid), const_cast<ItemPointer>(&y.tid)) < 0;
 }
 
 // Pins the heap blocks of the next few candidates (the batch is in TID order) before any
 // of them is read, then prefetches their line pointers and tuples.  Re-ranking one tuple at
 // a time waits for a chain of cache misses per candidate (buffer table, buffer header, page
-// header, line pointer, tuple); in groups, the misses of different candidates overlap.  The
-// table AM's own fetch then finds the buffers pinned and the lines cached.  GloVe-100,
-// nprobe 40, reorder 100: ~290 -> ~240 us per query.  More than kBlocks pins at once spill
-// the backend's private pin array into its hash table and were slower (14: ~280 us).
+// header, line pointer, tuple); in groups, the misses of different candidates overlap.
+// GloVe-100, nprobe 40, reorder 100: ~290 -> ~240 us per query with 4 blocks; 6 (with
+// ReadBufferRecent) gained another ~5%.  The backend keeps its first 8 pins in an array and
+// spills further ones into a hash table, which was slower (14 blocks: ~280 us).
 struct HeapPinGroup {
-  static constexpr int kBlocks = 4;
+  static constexpr int kBlocks = 6;
   Buffer bufs[kBlocks];
   int nbufs = 0;
   int end = 0;  // candidates [start, end) belong to the group
@@ -343,9 +383,10 @@ struct HeapPinGroup {
       const BlockNumber b = ItemPointerGetBlockNumber(&results[end].tid);
       if (nbufs > 0 && b == blocks[nbufs - 1]) continue;
       if (nbufs == kBlocks) break;
-      blocks[nbufs] = b;
-      bufs[nbufs++] = ReadBuffer(heap, b);
+      blocks[nbufs++] = b;
     }
+    for (int j = 0; j < nbufs; j++) PrefetchRecent(heap, blocks[j]);
+    for (int j = 0; j < nbufs; j++) bufs[j] = ReadBufferRecent(heap, blocks[j]);
     // Page headers and line pointers first (one wave of misses), then the tuples the line
     // pointers point to (a second).
     // The pages are pinned but not locked: line pointers are read only to aim prefetches,
@@ -385,7 +426,7 @@ struct HeapPinGroup {
 void Reorder(ScanState* so, IndexScanDesc scan) {
   Relation heap = scan->heapRelation;
   int n = so->nresults;
-  qsort(so->results, n, sizeof(Result), CompareTids);  // heap order: reads become hits
+  std::sort(so->results, so->results + n, TidLess);  // heap order: reads become hits
   // Prefetching costs a buffer-table lookup per block even when the block is cached, so it
   // is only done while re-ranking keeps missing shared buffers.
   if (g_reorder_reads_seen)
@@ -397,26 +438,48 @@ void Reorder(ScanState* so, IndexScanDesc scan) {
   // Table AMs other than heap are read through the table AM only: their TIDs need not name
   // blocks of the relation.
   const bool pin_ahead = heap->rd_tableam == GetHeapamTableAmRoutine();
+  const AttrNumber attno = scan->indexRelation->rd_index->indkey.values[0];
   HeapPinGroup group;
   int kept = 0;
+  int k = -1;  // the group's buffer holding candidate i (direct path)
   for (int i = 0; i < n; i++) {
-    if (pin_ahead && i == group.end) group.Start(heap, so->results, i, n);
-    ItemPointerData tid = so->results[i].tid;
-    bool call_again = false, all_dead = false;
+    const bool new_group = pin_ahead && i == group.end;
+    if (new_group) group.Start(heap, so->results, i, n);
     MemoryContext old = MemoryContextSwitchTo(so->tuple_cxt);
-    bool found = table_index_fetch_tuple(so->fetch, &tid, scan->xs_snapshot, so->slot, &call_again,
-                                         &all_dead);
-    if (found) {
-      bool isnull;
-      Datum value = IndexedValue(so, scan, &isnull);
-      if (!isnull) {
-        VectorArg v = ReadVector(value, "indexed vector", false);  // checked at insert
-        CheckSameDims(so->dims, v.dim);
-        so->results[kept].tid = so->results[i].tid;
-        so->results[kept++].distance = ExactDistance(so, v.data);
+    bool found, isnull = true;
+    Datum value = 0;
+    if (pin_ahead && attno != 0) {
+      // Heap column: what heapam's index fetch does, on the buffer the group pinned, without
+      // a second buffer-table lookup or a slot.  The value is read after the share lock is
+      // released: the pin keeps the tuple in place (moving it needs a cleanup lock).
+      if (new_group) k = -1;
+      const BlockNumber blkno = ItemPointerGetBlockNumber(&so->results[i].tid);
+      if (new_group || blkno != ItemPointerGetBlockNumber(&so->results[i - 1].tid)) {
+        k++;
+        heap_page_prune_opt(heap, group.bufs[k]);
       }
-      ExecClearTuple(so->slot);
+      const Buffer buf = group.bufs[k];
+      ItemPointerData tid = so->results[i].tid;
+      HeapTupleData tuple;
+      bool all_dead = false;
+      LockBuffer(buf, BUFFER_LOCK_SHARE);
+      found = heap_hot_search_buffer(&tid, heap, buf, scan->xs_snapshot, &tuple, &all_dead, true);
+      LockBuffer(buf, BUFFER_LOCK_UNLOCK);
+      if (found) value = heap_getattr(&tuple, attno, RelationGetDescr(heap), &isnull);
+    } else {
+      ItemPointerData tid = so->results[i].tid;
+      bool call_again = false, all_dead = false;
+      found = table_index_fetch_tuple(so->fetch, &tid, scan->xs_snapshot, so->slot, &call_again,
+                                      &all_dead);
+      if (found) value = IndexedValue(so, scan, &isnull);
     }
+    if (found && !isnull) {
+      VectorArg v = ReadVector(value, "indexed vector", false);  // checked at insert
+      CheckSameDims(so->dims, v.dim);
+      so->results[kept].tid = so->results[i].tid;
+      so->results[kept++].distance = ExactDistance(so, v.data);
+    }
+    if (!TTS_EMPTY(so->slot)) ExecClearTuple(so->slot);
     MemoryContextSwitchTo(old);
     MemoryContextReset(so->tuple_cxt);
     if (so->estate) ResetPerTupleExprContext(so->estate);
@@ -424,7 +487,7 @@ void Reorder(ScanState* so, IndexScanDesc scan) {
   group.Release();
   so->nresults = kept;
   g_reorder_reads_seen = pgBufferUsage.shared_blks_read != reads_before;
-  qsort(so->results, kept, sizeof(Result), CompareResults);
+  std::sort(so->results, so->results + kept, ResultLess);
 }
 
 // Collects the next batch of candidates; false when the probe limit is exhausted.
