@@ -29,22 +29,15 @@ void DotTile(const float* rows, size_t stride, const float* block, int dim, floa
   }
 }
 
-// Reference twin of avx2::DotRow: the same even/odd partial sums, without fused multiply-add.
-void DotRow(const float* q, const float* block, int dim, float* out) {
-  float even[kTileCols] = {}, odd[kTileCols] = {};
-  int i = 0;
-  for (; i + 1 < dim; i += 2) {
-    const float* c = block + static_cast<size_t>(i) * kTileCols;
-    for (int j = 0; j < kTileCols; j++) {
-      even[j] += q[i] * c[j];
-      odd[j] += q[i + 1] * c[kTileCols + j];
-    }
+// Reference twin of avx2::DotRows: the same lanes, without fused multiply-add.
+void DotRows(const float* q, const float* rows, size_t stride, int dim, float* out) {
+  constexpr int kLanes = 8;
+  for (int r = 0; r < kDotRows; r++) {
+    const float* x = rows + r * stride;
+    float a[kLanes] = {};
+    for (int i = 0; i < dim; i++) a[i % kLanes] += q[i] * x[i];
+    out[r] = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
   }
-  if (i < dim) {
-    const float* c = block + static_cast<size_t>(i) * kTileCols;
-    for (int j = 0; j < kTileCols; j++) even[j] += q[i] * c[j];
-  }
-  for (int j = 0; j < kTileCols; j++) out[j] = even[j] + odd[j];
 }
 
 }  // namespace scalar
@@ -55,9 +48,9 @@ using DotTileFn = void (*)(const float*, size_t, const float*, int, float*);
 
 DotTileFn ActiveDotTile() { return ActiveIsa() == Isa::kAvx2 ? avx2::DotTile : scalar::DotTile; }
 
-using DotRowFn = void (*)(const float*, const float*, int, float*);
+using DotRowsFn = void (*)(const float*, const float*, size_t, int, float*);
 
-DotRowFn ActiveDotRow() { return ActiveIsa() == Isa::kAvx2 ? avx2::DotRow : scalar::DotRow; }
+DotRowsFn ActiveDotRows() { return ActiveIsa() == Isa::kAvx2 ? avx2::DotRows : scalar::DotRows; }
 
 // Rows handled together: a multiple of kTileRows whose floats stay in L1/L2 while every
 // centroid chunk passes over them.
@@ -76,13 +69,35 @@ void CheckInterrupts(const InterruptCheck& check) {
   if (check) check();
 }
 
-// Centroids in the DotTile layout with their squared norms, as PackForRanking writes them;
+// AssignNearest's layout: blocks of 16 centroids, dimension-major as in DotTile, then every
+// centroid's squared norm (+infinity for the padding of the last block).
+size_t PackedFloats(int k, int dim) {
+  const size_t padded = static_cast<size_t>((k + kTileCols - 1) / kTileCols) * kTileCols;
+  return padded * static_cast<size_t>(dim) + padded;
+}
+
+void PackForAssign(const float* centroids, int k, int dim, float* layout) {
+  CheckCentroids(dim, k);
+  const size_t padded = static_cast<size_t>((k + kTileCols - 1) / kTileCols) * kTileCols;
+  const size_t block_floats = static_cast<size_t>(dim) * kTileCols;
+  float* norms = layout + padded * dim;
+  std::fill(layout, layout + padded * dim, 0.0f);
+  std::fill(norms, norms + padded, std::numeric_limits<float>::infinity());
+  for (int c = 0; c < k; c++) {
+    const float* src = centroids + static_cast<size_t>(c) * dim;
+    float* dst = layout + (c / kTileCols) * block_floats + c % kTileCols;
+    for (int i = 0; i < dim; i++) dst[static_cast<size_t>(i) * kTileCols] = src[i];
+    norms[c] = Distances().inner_product(src, src, dim);
+  }
+}
+
+// Centroids in the DotTile layout with their squared norms, as PackForAssign writes them;
 // the padding centroids of the last block have an infinite norm so they never win.
 class PackedCentroids {
  public:
   PackedCentroids(const float* centroids, int k, int dim)
-      : dim_(dim), blocks_((k + kTileCols - 1) / kTileCols), layout_(RankingLayoutFloats(k, dim)) {
-    PackForRanking(centroids, k, dim, layout_.data());
+      : dim_(dim), blocks_((k + kTileCols - 1) / kTileCols), layout_(PackedFloats(k, dim)) {
+    PackForAssign(centroids, k, dim, layout_.data());
   }
 
   int blocks() const { return blocks_; }
@@ -290,66 +305,58 @@ void NearestCentroids(const float* q, const float* centroids, int k, int dim, in
   SelectLowest(scratch, k, count, out_idx);
 }
 
-size_t RankingLayoutFloats(int k, int dim) {
-  const size_t padded = static_cast<size_t>((k + kTileCols - 1) / kTileCols) * kTileCols;
-  return padded * static_cast<size_t>(dim) + padded;
-}
-
-void PackForRanking(const float* centroids, int k, int dim, float* layout) {
-  CheckCentroids(dim, k);
-  const size_t padded = static_cast<size_t>((k + kTileCols - 1) / kTileCols) * kTileCols;
-  const size_t block_floats = static_cast<size_t>(dim) * kTileCols;
-  float* norms = layout + padded * dim;
-  std::fill(layout, layout + padded * dim, 0.0f);
-  std::fill(norms, norms + padded, std::numeric_limits<float>::infinity());
-  for (int c = 0; c < k; c++) {
-    const float* src = centroids + static_cast<size_t>(c) * dim;
-    float* dst = layout + (c / kTileCols) * block_floats + c % kTileCols;
-    for (int i = 0; i < dim; i++) dst[static_cast<size_t>(i) * kTileCols] = src[i];
-    norms[c] = Distances().inner_product(src, src, dim);
-  }
-}
-
 namespace {
 
-// Calls score(c, s) for every centroid c of a PackForRanking layout, in index order, with
-// s = ||c||^2 - 2 q.c, or -q.c for inner_product.
+// Calls score(c, s) for every row-major centroid c, in index order, with s = ||c||^2 - 2 q.c,
+// or -q.c for inner_product.  Every dot product comes from the same 8-row kernel (a last
+// partial group is computed as the last eight rows), so equal rows score equally.
 template <typename Score>
-void ScorePacked(const float* q, const float* layout, int k, int dim, bool inner_product,
-                 Score score) {
-  const DotRowFn dot_row = ActiveDotRow();
-  const int blocks = (k + kTileCols - 1) / kTileCols;
-  const size_t block_floats = static_cast<size_t>(dim) * kTileCols;
-  const float* norms = layout + static_cast<size_t>(blocks) * block_floats;
-  float dots[kTileCols];
-  for (int b = 0; b < blocks; b++) {
-    dot_row(q, layout + b * block_floats, dim, dots);
-    const int live = std::min(kTileCols, k - b * kTileCols);
-    for (int j = 0; j < live; j++) {
-      const int c = b * kTileCols + j;
-      score(c, inner_product ? -dots[j] : norms[c] - 2.0f * dots[j]);
-    }
+void ScoreRows(const float* q, const float* centroids, const float* norms, int k, int dim,
+               bool inner_product, Score score) {
+  const auto emit = [&](int c, float dot) {
+    score(c, inner_product ? -dot : norms[c] - 2.0f * dot);
+  };
+  if (k < kDotRows) {
+    for (int c = 0; c < k; c++)
+      emit(c, Distances().inner_product(q, centroids + static_cast<size_t>(c) * dim, dim));
+    return;
+  }
+  const DotRowsFn dot_rows = ActiveDotRows();
+  float dots[kDotRows];
+  for (int c = 0; c < k; c += kDotRows) {
+    const int first = std::min(c, k - kDotRows);
+    dot_rows(q, centroids + static_cast<size_t>(first) * dim, static_cast<size_t>(dim), dim, dots);
+    for (int j = c - first; j < kDotRows; j++) emit(first + j, dots[j]);
   }
 }
 
 }  // namespace
 
-void RankCentroids(const float* q, const float* layout, int k, int dim, bool inner_product,
-                   int count, int32_t* out_idx, float* scratch) {
+void CentroidNorms(const float* centroids, int k, int dim, float* norms) {
+  CheckCentroids(dim, k);
+  for (int c = 0; c < k; c++) {
+    const float* row = centroids + static_cast<size_t>(c) * dim;
+    norms[c] = Distances().inner_product(row, row, dim);
+  }
+}
+
+void RankCentroids(const float* q, const float* centroids, const float* norms, int k, int dim,
+                   bool inner_product, int count, int32_t* out_idx, float* scratch) {
   CheckCentroids(dim, k);
   if (count < 0 || count > k)
     throw std::invalid_argument("rank centroids: count must be in [0, k]");
-  ScorePacked(q, layout, k, dim, inner_product, [scratch](int c, float s) {
+  ScoreRows(q, centroids, norms, k, dim, inner_product, [scratch](int c, float s) {
     scratch[c] = std::isnan(s) ? std::numeric_limits<float>::infinity() : s;
   });
   SelectLowest(scratch, k, count, out_idx);
 }
 
-int NearestCentroidPacked(const float* x, const float* layout, int k, int dim) {
+int NearestCentroidWithNorms(const float* x, const float* centroids, const float* norms, int k,
+                             int dim) {
   CheckCentroids(dim, k);
   float best = std::numeric_limits<float>::infinity();
   int best_index = 0;
-  ScorePacked(x, layout, k, dim, false, [&](int c, float s) {
+  ScoreRows(x, centroids, norms, k, dim, false, [&](int c, float s) {
     if (s < best) {  // false for NaN: a NaN score never wins
       best = s;
       best_index = c;

@@ -45,24 +45,23 @@ void AssignNearest(const float* data, size_t n, int dim, const float* centroids,
 void NearestCentroids(const float* q, const float* centroids, int k, int dim, int count,
                       int32_t* out_idx, float* scratch);
 
-// Centroids laid out for ranking against one query at a time (a scan's list ranking):
-// blocks of 16 centroids, dimension-major as in DotTile, then every centroid's squared norm
-// (+infinity for the padding of the last block).  RankingLayoutFloats(k, dim) floats.
-size_t RankingLayoutFloats(int k, int dim);
-void PackForRanking(const float* centroids, int k, int dim, float* layout);
+// Squared norms of k row-major centroids into norms[k]: what RankCentroids and
+// NearestCentroidWithNorms need besides the centroids.
+void CentroidNorms(const float* centroids, int k, int dim, float* norms);
 
-// The `count` (0 <= count <= k) best centroids for q from a PackForRanking layout into
-// out_idx[count], best first, ties by index: by ||c||^2 - 2 q.c (squared L2 distance less
-// ||q||^2: NearestCentroids' order up to float rounding) or, with inner_product, by the
-// largest q.c.  scratch holds k floats (the scores); NaN scores rank last.  Allocates
-// nothing.
-void RankCentroids(const float* q, const float* layout, int k, int dim, bool inner_product,
-                   int count, int32_t* out_idx, float* scratch);
+// The `count` (0 <= count <= k) best of k row-major centroids for q into out_idx[count],
+// best first, ties by index: by ||c||^2 - 2 q.c (squared L2 distance less ||q||^2:
+// NearestCentroids' order up to float rounding) or, with inner_product, by the largest q.c.
+// norms from CentroidNorms (unused with inner_product).  scratch holds k floats (the
+// scores); NaN scores rank last.  Allocates nothing.
+void RankCentroids(const float* q, const float* centroids, const float* norms, int k, int dim,
+                   bool inner_product, int count, int32_t* out_idx, float* scratch);
 
-// Index of the nearest centroid to x from a PackForRanking layout, by ||c||^2 - 2 x.c (the
-// lowest index among equal scores; NearestCentroid's answer up to float rounding).  For one
-// row at a time against a layout packed once (inserts, a build's encoding pass).
-int NearestCentroidPacked(const float* x, const float* layout, int k, int dim);
+// Index of the nearest of k row-major centroids to x by ||c||^2 - 2 x.c (the lowest index
+// among equal scores; NearestCentroid's answer up to float rounding).  For one row at a time
+// with norms computed once (inserts, a build's encoding pass).
+int NearestCentroidWithNorms(const float* x, const float* centroids, const float* norms, int k,
+                             int dim);
 
 // The micro-kernel behind AssignNearest, one per instruction set: out[r * 16 + j] =
 // <rows[r], block[:, j]> for 6 rows (row r at rows + r * stride) and one block of 16
@@ -77,13 +76,15 @@ namespace avx2 {
 void DotTile(const float* rows, size_t stride, const float* block, int dim, float* out);
 }
 
-// The micro-kernel behind RankCentroids: out[j] = <q, block[:, j]> for one block of 16
-// centroids in the DotTile layout, even and odd coordinates summed apart then added.
+// The micro-kernel behind RankCentroids: out[r] = <q, rows[r]> for 8 rows at rows + r *
+// stride; coordinate i summed into lane i % 8 of the row's accumulator, the lanes added
+// pairwise at the end.
+constexpr int kDotRows = 8;
 namespace scalar {
-void DotRow(const float* q, const float* block, int dim, float* out);
+void DotRows(const float* q, const float* rows, size_t stride, int dim, float* out);
 }
 namespace avx2 {
-void DotRow(const float* q, const float* block, int dim, float* out);
+void DotRows(const float* q, const float* rows, size_t stride, int dim, float* out);
 }
 
 }  // namespace scann

@@ -50,7 +50,7 @@ bool Insert(Relation index, Datum* values, bool* isnull, ItemPointer heap_tid, R
       const IndexState* idx = GetIndexState(index);
       float* residual = static_cast<float*>(palloc(sizeof(float) * dims));
       const ProductQuantizer* pq = GetQuantizer(index);
-      list = EncodeVector(pq, idx->centroids, idx->ranking, meta.lists, dims, vec, residual,
+      list = EncodeVector(pq, idx->centroids, idx->norms, meta.lists, dims, vec, residual,
                           codes);
     }
     InsertIntoList(index, meta, list, heap_tid, codes);

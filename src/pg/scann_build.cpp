@@ -74,7 +74,7 @@ struct BuildState {
   BuildOptions opts;
   bool trained;
   float* centroids;
-  float* ranking;  // the centroids in PackForRanking's layout, for encoding
+  float* norms;  // the centroids' squared norms, for encoding
   ProductQuantizer* pq;
   float* vec;
   float* residual;
@@ -142,7 +142,7 @@ void EncodeCallback(Relation index, ItemPointer tid, Datum* values, bool* isnull
   if (usable) {
     uint32 list = 0;
     if (bs->trained) {
-      list = EncodeVector(bs->pq, bs->centroids, bs->ranking, bs->opts.lists, bs->dims, bs->vec,
+      list = EncodeVector(bs->pq, bs->centroids, bs->norms, bs->opts.lists, bs->dims, bs->vec,
                           bs->residual, bs->codes);
     }
     size_t len = VARHDRSZ + kSortKeyBytes + bs->code_bytes;
@@ -229,10 +229,8 @@ void Train(BuildState* bs) {
             bs->sample[size_t(i) * dims + j] - bs->centroids[size_t(assign[i]) * dims + j];
     bs->pq->Train(residuals.data(), bs->sample, n);
   });
-  bs->ranking = static_cast<float*>(MemoryContextAllocHuge(
-      CurrentMemoryContext,
-      sizeof(float) * RankingLayoutFloats(int(bs->opts.lists), dims)));
-  CppGuard([&] { PackForRanking(bs->centroids, int(bs->opts.lists), dims, bs->ranking); });
+  bs->norms = static_cast<float*>(palloc(sizeof(float) * bs->opts.lists));
+  CppGuard([&] { CentroidNorms(bs->centroids, int(bs->opts.lists), dims, bs->norms); });
   pfree(bs->sample);
   bs->sample = nullptr;
 }

@@ -129,28 +129,28 @@ const IndexState* GetIndexState(Relation index) {
   size_t centroid_floats = size_t(meta.lists) * meta.dims;
   size_t codebook_floats = size_t(meta.subspaces) * 16 * meta.dims_per_subspace;
   size_t directory_bytes = sizeof(ScannListEntry) * meta.lists;
-  size_t ranking_floats = meta.trained ? RankingLayoutFloats(int(meta.lists), int(meta.dims)) : 0;
+  size_t norm_floats = meta.trained ? meta.lists : 0;
   char* mem = static_cast<char*>(MemoryContextAllocHuge(
       index->rd_indexcxt, MAXALIGN(sizeof(IndexState)) +
-                              (centroid_floats + codebook_floats + ranking_floats) * sizeof(float) +
+                              (centroid_floats + codebook_floats + norm_floats) * sizeof(float) +
                               sizeof(BlockNumber) * meta.lists + directory_bytes));
   IndexState* state = reinterpret_cast<IndexState*>(mem);
   float* centroids = reinterpret_cast<float*>(mem + MAXALIGN(sizeof(IndexState)));
   float* codebooks = centroids + centroid_floats;
-  float* ranking = codebooks + codebook_floats;
-  BlockNumber* list_first = reinterpret_cast<BlockNumber*>(ranking + ranking_floats);
+  float* norms = codebooks + codebook_floats;
+  BlockNumber* list_first = reinterpret_cast<BlockNumber*>(norms + norm_floats);
   ScannListEntry* entries = reinterpret_cast<ScannListEntry*>(list_first + meta.lists);
   ReadStream(index, meta.centroid_start, centroids, centroid_floats * sizeof(float));
   ReadStream(index, meta.codebook_start, codebooks, codebook_floats * sizeof(float));
   ReadStream(index, meta.directory_start, entries, directory_bytes);
   for (uint32 i = 0; i < meta.lists; i++) list_first[i] = entries[i].first;
   if (meta.trained)
-    CppGuard([&] { PackForRanking(centroids, int(meta.lists), int(meta.dims), ranking); });
+    CppGuard([&] { CentroidNorms(centroids, int(meta.lists), int(meta.dims), norms); });
   state->meta = meta;
   state->centroids = centroids;
   state->codebooks = codebooks;
   state->list_first = list_first;
-  state->ranking = meta.trained ? ranking : nullptr;
+  state->norms = meta.trained ? norms : nullptr;
   index->rd_amcache = state;
   return state;
 }

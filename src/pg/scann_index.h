@@ -27,8 +27,9 @@ struct IndexState {
   // First page of each list as of loading (a list's first page never changes once set;
   // InvalidBlockNumber means "read the directory": the list may have been started since).
   const BlockNumber* list_first;
-  // The centroids in RankCentroids' layout (core/kmeans.h); nullptr for an untrained index.
-  const float* ranking;
+  // The centroids' squared norms (core/kmeans.h, CentroidNorms); nullptr for an untrained
+  // index.
+  const float* norms;
 };
 
 // The index's product quantizer (codebooks and, for inserts, its score-aware encoding

@@ -114,10 +114,10 @@ void WriteDirectory(Relation index, ForkNumber fork, const ScannMetaPage& meta,
   }
 }
 
-uint32 EncodeVector(const ProductQuantizer* pq, const float* centroids, const float* ranking,
+uint32 EncodeVector(const ProductQuantizer* pq, const float* centroids, const float* norms,
                     uint32 lists, int dims, const float* vec, float* residual, uint8_t* codes) {
   return CppGuard([&] {
-    int list = NearestCentroidPacked(vec, ranking, int(lists), dims);
+    int list = NearestCentroidWithNorms(vec, centroids, norms, int(lists), dims);
     const float* c = centroids + size_t(list) * dims;
     for (int j = 0; j < dims; j++) residual[j] = vec[j] - c[j];
     pq->Encode(residual, vec, codes);

@@ -39,9 +39,9 @@ void FinishList(BlockPacker* packer, ChainWriter* writer, ScannListEntry* entry)
 void WriteDirectory(Relation index, ForkNumber fork, const ScannMetaPage& meta,
                     const ScannListEntry* entries);
 
-// Nearest (L2) centroid of vec, found in `ranking` (the centroids in PackForRanking's
-// layout), and the codes of its residual; returns the list.
-uint32 EncodeVector(const ProductQuantizer* pq, const float* centroids, const float* ranking,
+// Nearest (L2) centroid of vec (norms: the centroids' squared norms, CentroidNorms) and
+// the codes of its residual; returns the list.
+uint32 EncodeVector(const ProductQuantizer* pq, const float* centroids, const float* norms,
                     uint32 lists, int dims, const float* vec, float* residual, uint8_t* codes);
 
 // Adds one vector (its codes, one byte per subspace) to a list, WAL-logged, following the

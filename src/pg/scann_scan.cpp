@@ -195,11 +195,11 @@ void RankLists(ScanState* so, uint32 count) {
     return;
   }
   float* scratch = static_cast<float*>(palloc(sizeof(float) * meta.lists));
-  const float* ranking = GetIndexState(so->index)->ranking;
+  const IndexState* state = GetIndexState(so->index);
   // L2, and cosine (unit centroids and query: L2 order is inner-product order); inner
   // product: the lists whose centroids score highest against the query.
   CppGuard([&] {
-    RankCentroids(so->query_pq, ranking, int(meta.lists), so->dims,
+    RankCentroids(so->query_pq, state->centroids, state->norms, int(meta.lists), so->dims,
                   so->metric == Metric::kInnerProduct, int(count), so->ranked, scratch);
   });
   pfree(scratch);

@@ -270,50 +270,54 @@ TEST(DotTile, Avx2WithinRoundingOfScalar) {
   }
 }
 
-// The AVX2 row kernel equals its scalar twin (and the exact dot products) within the bound
-// of reordered float sums with FMA.
-TEST(DotRow, Avx2WithinRoundingOfScalar) {
+// The AVX2 eight-row kernel equals its scalar twin (and the exact dot products) within the
+// bound of float sums with FMA, for every remainder of 8 coordinates and
+// rows further apart than their length.
+TEST(DotRows, Avx2WithinRoundingOfScalar) {
   if (DetectIsa() != Isa::kAvx2) GTEST_SKIP() << "CPU lacks AVX2+FMA";
-  for (int dim : {1, 2, 3, 7, 100, 784}) {
-    const auto q = Uniform(1, dim, 2 * dim);
-    const auto block = Uniform(kTileCols, dim, 2 * dim + 1);
-    float s[kTileCols], v[kTileCols];
-    scalar::DotRow(q.data(), block.data(), dim, s);
-    avx2::DotRow(q.data(), block.data(), dim, v);
-    for (int j = 0; j < kTileCols; j++) {
-      double abs_sum = 0, exact = 0;
-      for (int i = 0; i < dim; i++) {
-        const double t = double(q[i]) * block[i * kTileCols + j];
-        abs_sum += std::fabs(t);
-        exact += t;
+  for (int dim : {1, 2, 3, 7, 8, 9, 16, 23, 100, 784}) {
+    for (size_t stride : {size_t(dim), size_t(dim) + 5}) {
+      const auto q = Uniform(1, dim, 2 * dim);
+      const auto rows = Uniform(kDotRows, int(stride), 2 * dim + 1);
+      float s[kDotRows], v[kDotRows];
+      scalar::DotRows(q.data(), rows.data(), stride, dim, s);
+      avx2::DotRows(q.data(), rows.data(), stride, dim, v);
+      for (int r = 0; r < kDotRows; r++) {
+        double abs_sum = 0, exact = 0;
+        for (int i = 0; i < dim; i++) {
+          const double t = double(q[i]) * rows[r * stride + i];
+          abs_sum += std::fabs(t);
+          exact += t;
+        }
+        const double bound = 2.0 * dim * std::numeric_limits<float>::epsilon() * abs_sum;
+        EXPECT_NEAR(s[r], v[r], bound) << dim << " " << r;
+        EXPECT_NEAR(s[r], exact, bound) << dim << " " << r;
       }
-      const double bound = 2.0 * dim * std::numeric_limits<float>::epsilon() * abs_sum;
-      EXPECT_NEAR(s[j], v[j], bound) << dim << " " << j;
-      EXPECT_NEAR(s[j], exact, bound) << dim << " " << j;
     }
   }
 }
 
-std::vector<float> PackedLayout(const std::vector<float>& centroids, int k, int dim) {
-  std::vector<float> layout(RankingLayoutFloats(k, dim));
-  PackForRanking(centroids.data(), k, dim, layout.data());
-  return layout;
+std::vector<float> Norms(const std::vector<float>& centroids, int k, int dim) {
+  std::vector<float> norms(k);
+  CentroidNorms(centroids.data(), k, dim, norms.data());
+  return norms;
 }
 
-// RankCentroids (||c||^2 - 2 q.c from the packed layout) ranks as NearestCentroids (direct
-// distances) does, except where two distances are closer than float rounding can tell
-// apart; with inner_product it ranks by the largest q.c.  Every shape of the last block.
+// RankCentroids (||c||^2 - 2 q.c from the norms and the four-row kernel) ranks as
+// NearestCentroids (direct distances) does, except where two distances are closer than
+// float rounding can tell apart; with inner_product it ranks by the largest q.c.  Every
+// shape of the last group of eight, and fewer centroids than a group.
 TEST(RankCentroids, MatchesDirectRanking) {
   for (int dim : {1, 5, 37, 100}) {
-    for (int k : {1, 15, 16, 17, 300}) {
+    for (int k : {1, 3, 7, 8, 9, 15, 16, 17, 300}) {
       const auto centroids = Uniform(k, dim, 31 * dim + k);
       const auto queries = Uniform(8, dim, 37 * dim + k);
-      const auto layout = PackedLayout(centroids, k, dim);
+      const auto norms = Norms(centroids, k, dim);
       std::vector<int32_t> got(k), want(k);
       std::vector<float> scratch(k), direct(k);
       for (int qi = 0; qi < 8; qi++) {
         const float* q = queries.data() + qi * dim;
-        RankCentroids(q, layout.data(), k, dim, false, k, got.data(), scratch.data());
+        RankCentroids(q, centroids.data(), norms.data(), k, dim, false, k, got.data(), scratch.data());
         NearestCentroids(q, centroids.data(), k, dim, k, want.data(), direct.data());
         const double scale = 2 * dim;  // |q|^2 + |c|^2 bound for coordinates in [-1, 1]
         for (int i = 0; i < k; i++) {
@@ -322,7 +326,7 @@ TEST(RankCentroids, MatchesDirectRanking) {
           }
         }
         // Inner product: against a direct ranking by -q.c (in double), ties by index.
-        RankCentroids(q, layout.data(), k, dim, true, k, got.data(), scratch.data());
+        RankCentroids(q, centroids.data(), norms.data(), k, dim, true, k, got.data(), scratch.data());
         std::vector<double> dot(k, 0.0);
         std::vector<std::pair<double, int>> ip(k);
         for (int c = 0; c < k; c++) {
@@ -338,7 +342,7 @@ TEST(RankCentroids, MatchesDirectRanking) {
         // A prefix is the head of the full ranking.
         std::vector<int32_t> head(3);
         if (k >= 3) {
-          RankCentroids(q, layout.data(), k, dim, true, 3, head.data(), scratch.data());
+          RankCentroids(q, centroids.data(), norms.data(), k, dim, true, 3, head.data(), scratch.data());
           EXPECT_EQ(std::vector<int32_t>(got.begin(), got.begin() + 3), head);
         }
       }
@@ -346,21 +350,21 @@ TEST(RankCentroids, MatchesDirectRanking) {
   }
 }
 
-// NearestCentroidPacked is the head of RankCentroids' ranking, and NearestCentroid's answer
-// except for near-ties (CheckAssignments' bound).
-TEST(NearestCentroidPacked, MatchesRankingAndDirectSearch) {
+// NearestCentroidWithNorms is the head of RankCentroids' ranking, and NearestCentroid's
+// answer except for near-ties (CheckAssignments' bound).
+TEST(NearestCentroidWithNorms, MatchesRankingAndDirectSearch) {
   for (int dim : {1, 3, 16, 100}) {
     for (int k : {1, 5, 16, 17, 100}) {
       const auto centroids = Uniform(k, dim, 41 * dim + k);
       const auto data = Uniform(200, dim, 43 * dim + k);
-      const auto layout = PackedLayout(centroids, k, dim);
+      const auto norms = Norms(centroids, k, dim);
       std::vector<int32_t> got(200);
       std::vector<float> scratch(k);
       for (int i = 0; i < 200; i++) {
         const float* x = data.data() + i * dim;
-        got[i] = NearestCentroidPacked(x, layout.data(), k, dim);
+        got[i] = NearestCentroidWithNorms(x, centroids.data(), norms.data(), k, dim);
         int32_t head;
-        RankCentroids(x, layout.data(), k, dim, false, 1, &head, scratch.data());
+        RankCentroids(x, centroids.data(), norms.data(), k, dim, false, 1, &head, scratch.data());
         EXPECT_EQ(got[i], head) << dim << " " << k << " " << i;
       }
       CheckAssignments(data, dim, centroids, got);
@@ -371,21 +375,21 @@ TEST(NearestCentroidPacked, MatchesRankingAndDirectSearch) {
 TEST(RankCentroids, TiesGoToTheLowerIndexAndNaNRanksLast) {
   const int dim = 2;
   const std::vector<float> centroids = {1, 0, 0, 1, -1, 0, 0, -1, 5, 5};
-  const auto layout = PackedLayout(centroids, 5, dim);
+  const auto norms = Norms(centroids, 5, dim);
   const float origin[2] = {0, 0};
   int32_t idx[5];
   float scratch[5];
-  RankCentroids(origin, layout.data(), 5, dim, false, 5, idx, scratch);
+  RankCentroids(origin, centroids.data(), norms.data(), 5, dim, false, 5, idx, scratch);
   EXPECT_EQ(std::vector<int32_t>(idx, idx + 5), (std::vector<int32_t>{0, 1, 2, 3, 4}));
   const float q[2] = {1, 1};  // inner products 1, 1, -1, -1, 10
-  RankCentroids(q, layout.data(), 5, dim, true, 5, idx, scratch);
+  RankCentroids(q, centroids.data(), norms.data(), 5, dim, true, 5, idx, scratch);
   EXPECT_EQ(std::vector<int32_t>(idx, idx + 5), (std::vector<int32_t>{4, 0, 1, 2, 3}));
   const float nan_q[2] = {std::numeric_limits<float>::quiet_NaN(), 0};
-  RankCentroids(nan_q, layout.data(), 5, dim, false, 5, idx, scratch);
+  RankCentroids(nan_q, centroids.data(), norms.data(), 5, dim, false, 5, idx, scratch);
   EXPECT_EQ(std::vector<int32_t>(idx, idx + 5), (std::vector<int32_t>{0, 1, 2, 3, 4}));
-  EXPECT_THROW(RankCentroids(q, layout.data(), 5, dim, false, 6, idx, scratch),
+  EXPECT_THROW(RankCentroids(q, centroids.data(), norms.data(), 5, dim, false, 6, idx, scratch),
                std::invalid_argument);
-  EXPECT_EQ(NearestCentroidPacked(origin, layout.data(), 5, dim), 0);
+  EXPECT_EQ(NearestCentroidWithNorms(origin, centroids.data(), norms.data(), 5, dim), 0);
 }
 
 // GloVe 100-d base vectors as cached by the project's data tool (bench/datasets.py); the
