@@ -1,6 +1,9 @@
-// A bounded collector of the k smallest (score, id) pairs: a max-heap of k entries whose top
-// is the worst kept one.  Entries are ordered by score, then id, so the kept set and the
-// sorted results do not depend on the order of the pushes.
+// A bounded collector of the k smallest (score, id) pairs.  Pairs that pass the current
+// bound are appended to a buffer of 2k; when it fills, a selection (nth_element) keeps the
+// k smallest and tightens the bound to the k-th of them.  Appending costs O(1) where a heap
+// costs O(log k) per pair, and a scan pushes hundreds of pairs per query.  Entries are
+// ordered by score, then id, so the kept set and the sorted results do not depend on the
+// order of the pushes.
 #pragma once
 
 #include <algorithm>
@@ -22,91 +25,71 @@ class TopK {
   TopK() = default;
   explicit TopK(size_t k) { Reset(k); }
 
-  // Empties the collector and preallocates room for k entries; no allocation until the
+  // Empties the collector and preallocates room for 2k entries; no allocation until the
   // next Reset with a larger k.
   void Reset(size_t k) {
     k_ = k;
-    heap_.clear();
-    heap_.reserve(k);
-    sorted_ = false;
+    buf_.clear();
+    buf_.reserve(2 * k);
+    bounded_ = k == 0;
+    bound_ = Entry{-std::numeric_limits<float>::infinity(), 0};
   }
 
   size_t k() const { return k_; }
-  size_t size() const { return heap_.size(); }
-  bool Full() const { return heap_.size() >= k_; }
+  // Entries kept: min(k, pairs accepted so far).
+  size_t size() const { return std::min(buf_.size(), k_); }
+  // Whether k pairs have been accepted (Threshold() is then finite or -inf).
+  bool Full() const { return bounded_; }
 
-  // +inf until k entries are kept, then the worst kept score (-inf when k == 0): a score
-  // above it cannot enter; one equal to it enters only with a smaller id.
+  // +inf until k pairs are kept, then a bound on the worst of the k best seen so far (-inf
+  // when k == 0): a score above it cannot enter; one equal to it enters only with a smaller
+  // id.  It never rises, and after SortAscending() it is exactly the k-th smallest score.
   float Threshold() const {
-    if (!Full()) return std::numeric_limits<float>::infinity();
-    if (k_ == 0) return -std::numeric_limits<float>::infinity();
-    return sorted_ ? heap_.back().score : heap_[0].score;
+    return bounded_ ? bound_.score : std::numeric_limits<float>::infinity();
   }
 
-  // Offers one pair in O(log k); NaN scores are ignored.
+  // Offers one pair, in amortized O(1); NaN scores are ignored.
   void Push(float score, uint64_t id) {
     if (std::isnan(score)) return;
-    if (sorted_) Reheap();
     const Entry e{score, id};
-    if (!Full()) {
-      heap_.push_back(e);
-      SiftUp(heap_.size() - 1);
-    } else if (k_ > 0 && Less(e, heap_[0])) {
-      heap_[0] = e;
-      SiftDown(0);
+    if (bounded_ && !Less(e, bound_)) return;
+    buf_.push_back(e);
+    if (!bounded_ && buf_.size() == k_) {
+      bound_ = *std::max_element(buf_.begin(), buf_.end(), Less);
+      bounded_ = true;
+    } else if (buf_.size() >= 2 * k_) {
+      Compact();
     }
   }
 
-  // Sorts the kept entries ascending by (score, id); read them with begin()/end()/[].
-  // Pushing again afterwards is allowed (the heap is rebuilt).
+  // Keeps exactly the k smallest, sorted ascending by (score, id); read them with
+  // begin()/end()/[].  Pushing again afterwards is allowed.
   void SortAscending() {
-    std::sort(heap_.begin(), heap_.end(), Less);
-    sorted_ = true;
+    Compact();
+    std::sort(buf_.begin(), buf_.end(), Less);
   }
 
-  const Entry* begin() const { return heap_.data(); }
-  const Entry* end() const { return heap_.data() + heap_.size(); }
-  const Entry& operator[](size_t i) const { return heap_[i]; }
+  const Entry* begin() const { return buf_.data(); }
+  const Entry* end() const { return buf_.data() + size(); }
+  const Entry& operator[](size_t i) const { return buf_[i]; }
 
  private:
   static bool Less(const Entry& a, const Entry& b) {
     return a.score < b.score || (a.score == b.score && a.id < b.id);
   }
 
-  // An ascending array reversed is a valid max-heap.
-  void Reheap() {
-    std::reverse(heap_.begin(), heap_.end());
-    sorted_ = false;
-  }
-
-  void SiftUp(size_t i) {
-    const Entry e = heap_[i];
-    while (i > 0) {
-      const size_t parent = (i - 1) / 2;
-      if (!Less(heap_[parent], e)) break;
-      heap_[i] = heap_[parent];
-      i = parent;
-    }
-    heap_[i] = e;
-  }
-
-  void SiftDown(size_t i) {
-    const Entry e = heap_[i];
-    const size_t n = heap_.size();
-    for (;;) {
-      size_t child = 2 * i + 1;
-      if (child >= n) break;
-      if (child + 1 < n && Less(heap_[child], heap_[child + 1])) child++;
-      if (!Less(e, heap_[child])) break;
-      heap_[i] = heap_[child];
-      i = child;
-    }
-    heap_[i] = e;
+  // Drops all but the k smallest; the k-th becomes the bound.
+  void Compact() {
+    if (buf_.size() <= k_) return;
+    std::nth_element(buf_.begin(), buf_.begin() + (k_ - 1), buf_.end(), Less);
+    buf_.resize(k_);
+    bound_ = buf_[k_ - 1];
   }
 
   size_t k_ = 0;
-  std::vector<Entry> heap_;
-  bool sorted_ = false;
+  std::vector<Entry> buf_;
+  bool bounded_ = true;
+  Entry bound_{-std::numeric_limits<float>::infinity(), 0};
 };
 
 }  // namespace scann
