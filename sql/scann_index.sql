@@ -181,6 +181,18 @@ RESET ALL;
 SELECT array_agg(id ORDER BY id) AS exact_five FROM (
   SELECT id FROM wide ORDER BY v <-> (SELECT v FROM wide WHERE id = 140) LIMIT 5) s;
 DROP TABLE wide;
+-- Too few rows to train, and rows wider than one page: the index still answers exactly.
+CREATE TABLE wide_tiny (id int, v real[]);
+INSERT INTO wide_tiny
+  SELECT i, array(SELECT sin(i * j)::real FROM generate_series(1, 3000) j) FROM generate_series(1, 5) i;
+CREATE INDEX wide_tiny_v ON wide_tiny USING scann (v);
+SET enable_seqscan = off;
+SELECT id FROM wide_tiny ORDER BY v <-> (SELECT v FROM wide_tiny WHERE id = 2) LIMIT 3;
+INSERT INTO wide_tiny SELECT 6, v FROM wide_tiny WHERE id = 2;
+SELECT id, round((v <-> (SELECT v FROM wide_tiny WHERE id = 2))::numeric, 3) AS d
+  FROM wide_tiny ORDER BY v <-> (SELECT v FROM wide_tiny WHERE id = 2) LIMIT 3;
+RESET enable_seqscan;
+DROP TABLE wide_tiny;
 
 -- An expression index: the re-ranking evaluates the expression on each fetched row.
 CREATE TABLE ex (id int PRIMARY KEY, x real, y real);

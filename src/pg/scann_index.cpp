@@ -126,8 +126,9 @@ ScannMetaPage ReadMetaPage(Relation index) {
 const IndexState* GetIndexState(Relation index) {
   if (index->rd_amcache) return static_cast<const IndexState*>(index->rd_amcache);
   ScannMetaPage meta = ReadMetaPage(index);
-  size_t centroid_floats = size_t(meta.lists) * meta.dims;
-  size_t codebook_floats = size_t(meta.subspaces) * 16 * meta.dims_per_subspace;
+  // An untrained index wrote empty centroid and codebook streams (one empty page each).
+  size_t centroid_floats = meta.trained ? size_t(meta.lists) * meta.dims : 0;
+  size_t codebook_floats = meta.trained ? size_t(meta.subspaces) * 16 * meta.dims_per_subspace : 0;
   size_t directory_bytes = sizeof(ScannListEntry) * meta.lists;
   size_t norm_floats = meta.trained ? meta.lists : 0;
   char* mem = static_cast<char*>(MemoryContextAllocHuge(
