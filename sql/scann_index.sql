@@ -25,6 +25,19 @@ CREATE INDEX ON t USING scann (id);
 -- a REINDEX after loading makes it fast.
 CREATE INDEX t_v ON t USING scann (v);
 INSERT INTO t VALUES (1, '{0,0}'), (2, '{1,0}'), (3, '{0,2}'), (4, '{3,3}'), (5, '{-1,-1}'), (6, NULL);
+-- The first row inserted fixed the index's dimension (in its metapage, so in every session):
+-- a row of another length fails, naming both.
+INSERT INTO t VALUES (7, '{1,2,3}');
+\c -
+INSERT INTO t VALUES (7, '{1,2,3}');
+-- Like a sequence, the recorded dimension stays when the first row's transaction rolls back.
+CREATE TABLE e (v real[]);
+CREATE INDEX e_v ON e USING scann (v);
+BEGIN;
+INSERT INTO e VALUES ('{1,2,3}');
+ROLLBACK;
+INSERT INTO e VALUES ('{1,2}');
+DROP TABLE e;
 SET enable_seqscan = off;
 EXPLAIN (COSTS OFF) SELECT id FROM t ORDER BY v <-> '{0.9,0.1}' LIMIT 3;
 SELECT id, round((v <-> '{0.9,0.1}')::numeric, 4) AS d FROM t ORDER BY v <-> '{0.9,0.1}' LIMIT 3;

@@ -9,6 +9,7 @@
 #include "pg/scann_options.h"
 
 extern "C" {
+#include "access/generic_xlog.h"
 #include "access/relation.h"
 #include "miscadmin.h"
 #include "storage/indexfsm.h"
@@ -154,6 +155,23 @@ const IndexState* GetIndexState(Relation index) {
   state->norms = meta.trained ? norms : nullptr;
   index->rd_amcache = state;
   return state;
+}
+
+uint32 LearnDims(Relation index, uint32 dims) {
+  Buffer buf = ReadBuffer(index, kMetaBlock);
+  LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+  uint32 known = MetaPageData(BufferGetPage(buf))->dims;
+  if (known == 0) {
+    GenericXLogState* state = GenericXLogStart(index);
+    MetaPageData(GenericXLogRegisterBuffer(state, buf, 0))->dims = dims;
+    GenericXLogFinish(state);
+    known = dims;
+    CacheInvalidateRelcache(index);  // other backends' cached metapage copies
+  }
+  UnlockReleaseBuffer(buf);
+  // This backend's cached copy: the invalidation reaches it only at the next command.
+  const_cast<IndexState*>(GetIndexState(index))->meta.dims = known;
+  return known;
 }
 
 namespace {

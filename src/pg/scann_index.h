@@ -46,6 +46,11 @@ BlockNumber ListFirstPage(Relation index, uint32 list);
 // The cached state of an index (built on first use after each relcache load).
 const IndexState* GetIndexState(Relation index);
 
+// For an index built on an empty table (dimension 0 in the metapage): records `dims`, the
+// length of the first row inserted, in the metapage (WAL-logged, not undone if that row's
+// transaction aborts) and returns it; if another backend recorded one first, returns that.
+uint32 LearnDims(Relation index, uint32 dims);
+
 // Metric from the operator class's support function 1 (the exact distance function).
 Metric IndexMetric(Relation index);
 
