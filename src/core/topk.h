@@ -1,6 +1,6 @@
 // A bounded collector of the k smallest (score, id) pairs.  Pairs that pass the current
-// bound are appended to a buffer of 2k; when it fills, a selection (nth_element) keeps the
-// k smallest and tightens the bound to the k-th of them.  Appending costs O(1) where a heap
+// bound are appended to a buffer of k + min(k, 4096); when it fills, a selection
+// (nth_element) keeps the k smallest and tightens the bound to the k-th of them.  Appending costs O(1) where a heap
 // costs O(log k) per pair, and a scan pushes hundreds of pairs per query.  Entries are
 // ordered by score, then id, so the kept set and the sorted results do not depend on the
 // order of the pushes.
@@ -25,12 +25,13 @@ class TopK {
   TopK() = default;
   explicit TopK(size_t k) { Reset(k); }
 
-  // Empties the collector and preallocates room for 2k entries; no allocation until the
-  // next Reset with a larger k.
+  // Empties the collector and preallocates its buffer; no allocation until the next Reset
+  // with a larger k.
   void Reset(size_t k) {
     k_ = k;
+    cap_ = k + std::min<size_t>(k, kMaxSlack);
     buf_.clear();
-    buf_.reserve(2 * k);
+    buf_.reserve(cap_);
     bounded_ = k == 0;
     bound_ = Entry{-std::numeric_limits<float>::infinity(), 0};
   }
@@ -57,7 +58,7 @@ class TopK {
     if (!bounded_ && buf_.size() == k_) {
       bound_ = *std::max_element(buf_.begin(), buf_.end(), Less);
       bounded_ = true;
-    } else if (buf_.size() >= 2 * k_) {
+    } else if (buf_.size() >= cap_) {
       Compact();
     }
   }
@@ -86,7 +87,10 @@ class TopK {
     bound_ = buf_[k_ - 1];
   }
 
+  static constexpr size_t kMaxSlack = 4096;  // entries beyond k before a selection
+
   size_t k_ = 0;
+  size_t cap_ = 0;
   std::vector<Entry> buf_;
   bool bounded_ = true;
   Entry bound_{-std::numeric_limits<float>::infinity(), 0};
