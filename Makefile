@@ -29,7 +29,7 @@ include $(PGXS)
 
 # Portable code: no -march; SIMD translation units (*_avx2.cpp) get their own flags and
 # are only entered after a run-time CPU check (src/core/isa.h).
-override CXXFLAGS += -std=c++17 -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-register -O3
+override CXXFLAGS += -std=c++17 -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-register -O3 -fno-semantic-interposition
 SHLIB_LINK  += -lstdc++ -lm
 
 src/core/%_avx2.o: override CXXFLAGS += -mavx2 -mfma

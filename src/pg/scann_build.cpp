@@ -81,6 +81,13 @@ struct BuildState {
   uint8_t* codes;
   uint32 code_bytes;
   Tuplesortstate* sort;
+  // Rows of a trained build wait in a chunk so that their lists are found together, by
+  // AssignNearest's blocked kernel (faster than one row against every centroid at a time).
+  float* chunk;  // chunk_cap rows of dims floats
+  ItemPointerData* chunk_tids;
+  int32* chunk_lists;
+  uint32 chunk_cap;
+  uint32 chunk_rows;
 };
 
 // Pass 1: rows to index, and the dimensions of the first one.
@@ -132,31 +139,58 @@ void PutSortKey(uint8_t* key, uint32 list, ItemPointer tid) {
 
 constexpr size_t kSortKeyBytes = 10;
 
+// Rows of a trained build per chunk: at most this many, and at most kChunkBytes of floats.
+constexpr uint32 kChunkRows = 4096;
+constexpr size_t kChunkBytes = 8 << 20;
+
+// The sort record of one row: its list and TID (the key), then bs->codes.
+void PutRecord(BuildState* bs, uint32 list, ItemPointer tid) {
+  size_t len = VARHDRSZ + kSortKeyBytes + bs->code_bytes;
+  bytea* rec = static_cast<bytea*>(palloc(len));
+  SET_VARSIZE(rec, len);
+  uint8_t* p = reinterpret_cast<uint8_t*>(VARDATA(rec));
+  PutSortKey(p, list, tid);
+  std::memcpy(p + kSortKeyBytes, bs->codes, bs->code_bytes);
+  tuplesort_putdatum(bs->sort, PointerGetDatum(rec), false);
+  pfree(rec);
+  bs->indexed += 1;
+}
+
+// Lists and codes of the chunk's rows, into the sort.
+void FlushChunk(BuildState* bs) {
+  const uint32 n = bs->chunk_rows;
+  if (n == 0) return;
+  CppGuard([&] {
+    AssignNearest(bs->chunk, n, bs->dims, bs->centroids, int(bs->opts.lists), bs->chunk_lists);
+  });
+  for (uint32 i = 0; i < n; i++) {
+    EncodeInList(bs->pq, bs->centroids, bs->dims, uint32(bs->chunk_lists[i]),
+                 bs->chunk + size_t(i) * bs->dims, bs->residual, bs->codes);
+    PutRecord(bs, uint32(bs->chunk_lists[i]), &bs->chunk_tids[i]);
+  }
+  bs->chunk_rows = 0;
+  pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, int64(bs->indexed));
+  CHECK_FOR_INTERRUPTS();
+}
+
 // Pass 3: nearest centroid, codes, and a sort record for every row.
 void EncodeCallback(Relation index, ItemPointer tid, Datum* values, bool* isnull, bool alive,
                     void* arg) {
   BuildState* bs = static_cast<BuildState*>(arg);
   if (isnull[0]) return;
   MemoryContext old = MemoryContextSwitchTo(bs->row_cxt);
-  bool usable = ReadIndexVector(values[0], bs->metric, bs->dims, tid, bs->vec, nullptr);
-  if (usable) {
-    uint32 list = 0;
-    if (bs->trained) {
-      list = EncodeVector(bs->pq, bs->centroids, bs->norms, bs->opts.lists, bs->dims, bs->vec,
-                          bs->residual, bs->codes);
+  if (!bs->trained) {  // one list, no codes
+    if (ReadIndexVector(values[0], bs->metric, bs->dims, tid, bs->vec, nullptr)) {
+      PutRecord(bs, 0, tid);
+      pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, int64(bs->indexed));
     }
-    size_t len = VARHDRSZ + kSortKeyBytes + bs->code_bytes;
-    bytea* rec = static_cast<bytea*>(palloc(len));
-    SET_VARSIZE(rec, len);
-    uint8_t* p = reinterpret_cast<uint8_t*>(VARDATA(rec));
-    PutSortKey(p, list, tid);
-    std::memcpy(p + kSortKeyBytes, bs->codes, bs->code_bytes);
-    tuplesort_putdatum(bs->sort, PointerGetDatum(rec), false);
-    bs->indexed += 1;
-    pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, int64(bs->indexed));
+  } else if (ReadIndexVector(values[0], bs->metric, bs->dims, tid,
+                             bs->chunk + size_t(bs->chunk_rows) * bs->dims, nullptr)) {
+    bs->chunk_tids[bs->chunk_rows++] = *tid;
   }
   MemoryContextSwitchTo(old);
   MemoryContextReset(bs->row_cxt);
+  if (bs->trained && bs->chunk_rows == bs->chunk_cap) FlushChunk(bs);
 }
 
 void CountRows(BuildState* bs) {
@@ -244,8 +278,18 @@ void EncodeRows(BuildState* bs) {
   bs->codes = static_cast<uint8_t*>(palloc0(std::max<uint32>(bs->code_bytes, 1)));
   bs->sort = tuplesort_begin_datum(BYTEAOID, ByteaLessOperator, InvalidOid, false,
                                    maintenance_work_mem, nullptr, TUPLESORT_NONE);
+  if (bs->trained) {
+    bs->chunk_cap = uint32(std::max<size_t>(
+        1, std::min<size_t>(kChunkRows, kChunkBytes / (sizeof(float) * size_t(dims)))));
+    bs->chunk = static_cast<float*>(palloc(sizeof(float) * size_t(bs->chunk_cap) * dims));
+    bs->chunk_tids =
+        static_cast<ItemPointerData*>(palloc(sizeof(ItemPointerData) * bs->chunk_cap));
+    bs->chunk_lists = static_cast<int32*>(palloc(sizeof(int32) * bs->chunk_cap));
+    bs->chunk_rows = 0;
+  }
   table_index_build_scan(bs->heap, bs->index, bs->index_info, true, true, EncodeCallback, bs,
                          nullptr);
+  if (bs->trained) FlushChunk(bs);
   pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, kPhaseSort);
   tuplesort_performsort(bs->sort);
 }

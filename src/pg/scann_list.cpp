@@ -116,12 +116,18 @@ void WriteDirectory(Relation index, ForkNumber fork, const ScannMetaPage& meta,
 
 uint32 EncodeVector(const ProductQuantizer* pq, const float* centroids, const float* norms,
                     uint32 lists, int dims, const float* vec, float* residual, uint8_t* codes) {
-  return CppGuard([&] {
-    int list = NearestCentroidWithNorms(vec, centroids, norms, int(lists), dims);
+  const uint32 list = CppGuard(
+      [&] { return uint32(NearestCentroidWithNorms(vec, centroids, norms, int(lists), dims)); });
+  EncodeInList(pq, centroids, dims, list, vec, residual, codes);
+  return list;
+}
+
+void EncodeInList(const ProductQuantizer* pq, const float* centroids, int dims, uint32 list,
+                  const float* vec, float* residual, uint8_t* codes) {
+  CppGuard([&] {
     const float* c = centroids + size_t(list) * dims;
     for (int j = 0; j < dims; j++) residual[j] = vec[j] - c[j];
     pq->Encode(residual, vec, codes);
-    return uint32(list);
   });
 }
 

@@ -43,6 +43,10 @@ void WriteDirectory(Relation index, ForkNumber fork, const ScannMetaPage& meta,
 // the codes of its residual; returns the list.
 uint32 EncodeVector(const ProductQuantizer* pq, const float* centroids, const float* norms,
                     uint32 lists, int dims, const float* vec, float* residual, uint8_t* codes);
+// The codes of vec's residual to the centroid of `list` (EncodeVector once the list is
+// known).
+void EncodeInList(const ProductQuantizer* pq, const float* centroids, int dims, uint32 list,
+                  const float* vec, float* residual, uint8_t* codes);
 
 // Adds one vector (its codes, one byte per subspace) to a list, WAL-logged, following the
 // locking protocol of scann_page.h.
