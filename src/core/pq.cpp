@@ -324,6 +324,8 @@ void ProductQuantizer::SquaredDistances(const float* v, int s, float* out) const
 }
 
 // Coordinate descent on loss = sum_s ||e_s||^2 + h (sum_s e_s . x_s)^2, keeping e.x current.
+// ||e_s||^2 and e_s . x_s of every candidate codeword depend only on the row, so the first
+// round computes them and later rounds reuse them.
 void ProductQuantizer::RefineAnisotropic(const float* r, const float* x, uint8_t* codes) const {
   const double norm_sq = SquaredNorm(x, dim_);
   if (!(norm_sq > 0.0)) return;
@@ -331,29 +333,34 @@ void ProductQuantizer::RefineAnisotropic(const float* r, const float* x, uint8_t
   double ex = 0.0;
   for (int s = 0; s < m_; s++)
     ex += ErrorDot(r + s * dsub_, codeword(s, codes[s]), x + s * dsub_, width(s));
+  // dd (m x 16) then ed (m x 16).
+  std::vector<double> tables(static_cast<size_t>(2) * m_ * kPqCodewords);
   for (int round = 0; round < opt_.encode_rounds; round++) {
     bool changed = false;
     for (int s = 0; s < m_; s++) {
-      const float* rs = r + s * dsub_;
-      const float* xs = x + s * dsub_;
-      // ||e_s||^2 and e_s . x_s for every candidate codeword, side by side in SIMD lanes.
-      DoubleBatch dd_acc[kDoubleBatches], ed_acc[kDoubleBatches];
-      for (int b = 0; b < kDoubleBatches; b++) dd_acc[b] = ed_acc[b] = DoubleBatch(0.0);
-      for (int j = 0; j < width(s); j++) {
-        const DoubleBatch rj(rs[j]), xj(xs[j]);
-        const float* col = column(s, j);
-        for (int b = 0; b < kDoubleBatches; b++) {
-          double w[DoubleBatch::size];
-          for (size_t l = 0; l < DoubleBatch::size; l++) w[l] = col[b * DoubleBatch::size + l];
-          const DoubleBatch e = rj - DoubleBatch::load_unaligned(w);
-          dd_acc[b] += e * e;
-          ed_acc[b] += e * xj;
+      double* dd = tables.data() + static_cast<size_t>(s) * kPqCodewords;
+      double* ed = dd + static_cast<size_t>(m_) * kPqCodewords;
+      if (round == 0) {
+        const float* rs = r + s * dsub_;
+        const float* xs = x + s * dsub_;
+        // ||e_s||^2 and e_s . x_s for every candidate codeword, side by side in SIMD lanes.
+        DoubleBatch dd_acc[kDoubleBatches], ed_acc[kDoubleBatches];
+        for (int b = 0; b < kDoubleBatches; b++) dd_acc[b] = ed_acc[b] = DoubleBatch(0.0);
+        for (int j = 0; j < width(s); j++) {
+          const DoubleBatch rj(rs[j]), xj(xs[j]);
+          const float* col = column(s, j);
+          for (int b = 0; b < kDoubleBatches; b++) {
+            double w[DoubleBatch::size];
+            for (size_t l = 0; l < DoubleBatch::size; l++) w[l] = col[b * DoubleBatch::size + l];
+            const DoubleBatch e = rj - DoubleBatch::load_unaligned(w);
+            dd_acc[b] += e * e;
+            ed_acc[b] += e * xj;
+          }
         }
-      }
-      double dd[kPqCodewords], ed[kPqCodewords];
-      for (int b = 0; b < kDoubleBatches; b++) {
-        dd_acc[b].store_unaligned(dd + b * DoubleBatch::size);
-        ed_acc[b].store_unaligned(ed + b * DoubleBatch::size);
+        for (int b = 0; b < kDoubleBatches; b++) {
+          dd_acc[b].store_unaligned(dd + b * DoubleBatch::size);
+          ed_acc[b].store_unaligned(ed + b * DoubleBatch::size);
+        }
       }
       const int current = codes[s];
       const double base = ex - ed[current];
