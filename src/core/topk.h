@@ -1,9 +1,9 @@
 // A bounded collector of the k smallest (score, id) pairs.  Pairs that pass the current
 // bound are appended to a buffer of k + min(k, 4096); when it fills, a selection
-// (nth_element) keeps the k smallest and tightens the bound to the k-th of them.  Appending costs O(1) where a heap
-// costs O(log k) per pair, and a scan pushes hundreds of pairs per query.  Entries are
-// ordered by score, then id, so the kept set and the sorted results do not depend on the
-// order of the pushes.
+// (nth_element) keeps the k smallest and tightens the bound to the k-th of them.  Appending costs
+// O(1) where a heap costs O(log k) per pair, and a scan pushes hundreds of pairs per query. Entries
+// are ordered by score, then id, so the kept set and the sorted results do not depend on the order
+// of the pushes.
 #pragma once
 
 #include <algorithm>

@@ -136,7 +136,8 @@ void PrefetchRecent(Relation rel, BlockNumber blkno) {
 Buffer ReadBufferRecent(Relation rel, BlockNumber blkno) {
   if (RelationUsesLocalBuffers(rel)) return ReadBuffer(rel, blkno);
   Buffer* slot = RecentSlot(rel, blkno);
-  if (*slot > 0 && ++g_recent_reads % kRecentReadEvery != 0 && ReadRecentBuffer(rel->rd_node, MAIN_FORKNUM, blkno, *slot)) {
+  if (*slot > 0 && ++g_recent_reads % kRecentReadEvery != 0 &&
+      ReadRecentBuffer(rel->rd_node, MAIN_FORKNUM, blkno, *slot)) {
     pgstat_count_buffer_read(rel);
     pgstat_count_buffer_hit(rel);
     return *slot;
@@ -145,7 +146,6 @@ Buffer ReadBufferRecent(Relation rel, BlockNumber blkno) {
   *slot = buf;
   return buf;
 }
-
 
 uint64 TidToId(ItemPointer tid) {
   return (uint64(ItemPointerGetBlockNumber(tid)) << 16) | ItemPointerGetOffsetNumber(tid);
@@ -393,8 +393,9 @@ struct HeapPinGroup {
     // and a stale one costs a useless prefetch, nothing else.
     for (int pass = 0; pass < 2; pass++) {
       for (int j = start, k = 0; j < end; j++) {
-        const bool first_of_block = j == start || ItemPointerGetBlockNumber(&results[j].tid) !=
-                                                      ItemPointerGetBlockNumber(&results[j - 1].tid);
+        const bool first_of_block =
+            j == start || ItemPointerGetBlockNumber(&results[j].tid) !=
+                              ItemPointerGetBlockNumber(&results[j - 1].tid);
         if (j > start && first_of_block) k++;
         const char* page = BufferGetPage(bufs[k]);
         const OffsetNumber off = ItemPointerGetOffsetNumber(&results[j].tid);

@@ -317,7 +317,8 @@ TEST(RankCentroids, MatchesDirectRanking) {
       std::vector<float> scratch(k), direct(k);
       for (int qi = 0; qi < 8; qi++) {
         const float* q = queries.data() + qi * dim;
-        RankCentroids(q, centroids.data(), norms.data(), k, dim, false, k, got.data(), scratch.data());
+        RankCentroids(q, centroids.data(), norms.data(), k, dim, false, k, got.data(),
+                      scratch.data());
         NearestCentroids(q, centroids.data(), k, dim, k, want.data(), direct.data());
         const double scale = 2 * dim;  // |q|^2 + |c|^2 bound for coordinates in [-1, 1]
         for (int i = 0; i < k; i++) {
@@ -326,7 +327,8 @@ TEST(RankCentroids, MatchesDirectRanking) {
           }
         }
         // Inner product: against a direct ranking by -q.c (in double), ties by index.
-        RankCentroids(q, centroids.data(), norms.data(), k, dim, true, k, got.data(), scratch.data());
+        RankCentroids(q, centroids.data(), norms.data(), k, dim, true, k, got.data(),
+                      scratch.data());
         std::vector<double> dot(k, 0.0);
         std::vector<std::pair<double, int>> ip(k);
         for (int c = 0; c < k; c++) {
@@ -342,7 +344,8 @@ TEST(RankCentroids, MatchesDirectRanking) {
         // A prefix is the head of the full ranking.
         std::vector<int32_t> head(3);
         if (k >= 3) {
-          RankCentroids(q, centroids.data(), norms.data(), k, dim, true, 3, head.data(), scratch.data());
+          RankCentroids(q, centroids.data(), norms.data(), k, dim, true, 3, head.data(),
+                        scratch.data());
           EXPECT_EQ(std::vector<int32_t>(got.begin(), got.begin() + 3), head);
         }
       }
