@@ -292,7 +292,7 @@ void ProductQuantizer::UpdateSubspace(int s, const float* residuals, const float
     float* cw = codebooks_.data() + (static_cast<size_t>(s) * kPqCodewords + c) * dsub_;
     for (int j = 0; j < w; j++) cw[j] = static_cast<float>(solution[j]);
   }
-  RefreshColumns();
+  RefreshColumns(s);  // only subspace s changed
   for (size_t i = 0; i < n; i++) {
     ex[i] = beta[i] + ErrorDot(residuals + i * dim_ + s * dsub_, codeword(s, codes[i * m_ + s]),
                                points + i * dim_ + s * dsub_, w);
@@ -348,11 +348,9 @@ void ProductQuantizer::RefineAnisotropic(const float* r, const float* x, uint8_t
         for (int b = 0; b < kDoubleBatches; b++) dd_acc[b] = ed_acc[b] = DoubleBatch(0.0);
         for (int j = 0; j < width(s); j++) {
           const DoubleBatch rj(rs[j]), xj(xs[j]);
-          const float* col = column(s, j);
+          const double* col = column_double(s, j);
           for (int b = 0; b < kDoubleBatches; b++) {
-            double w[DoubleBatch::size];
-            for (size_t l = 0; l < DoubleBatch::size; l++) w[l] = col[b * DoubleBatch::size + l];
-            const DoubleBatch e = rj - DoubleBatch::load_unaligned(w);
+            const DoubleBatch e = rj - DoubleBatch::load_unaligned(col + b * DoubleBatch::size);
             dd_acc[b] += e * e;
             ed_acc[b] += e * xj;
           }
@@ -418,10 +416,17 @@ void ProductQuantizer::IpLut(const float* query, float* lut) const {
 
 void ProductQuantizer::RefreshColumns() {
   by_dim_.resize(codebooks_.size());
-  for (int s = 0; s < m_; s++)
-    for (int c = 0; c < kPqCodewords; c++)
-      for (int j = 0; j < dsub_; j++)
-        by_dim_[(static_cast<size_t>(s) * dsub_ + j) * kPqCodewords + c] = *(codeword(s, c) + j);
+  by_dim_double_.resize(codebooks_.size());
+  for (int s = 0; s < m_; s++) RefreshColumns(s);
+}
+
+void ProductQuantizer::RefreshColumns(int s) {
+  for (int c = 0; c < kPqCodewords; c++)
+    for (int j = 0; j < dsub_; j++) {
+      const size_t at = (static_cast<size_t>(s) * dsub_ + j) * kPqCodewords + c;
+      by_dim_[at] = *(codeword(s, c) + j);
+      by_dim_double_[at] = by_dim_[at];
+    }
 }
 
 }  // namespace scann

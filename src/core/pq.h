@@ -94,7 +94,11 @@ class ProductQuantizer {
   const float* column(int s, int j) const {
     return by_dim_.data() + (static_cast<size_t>(s) * dsub_ + j) * kPqCodewords;
   }
-  void RefreshColumns();
+  const double* column_double(int s, int j) const {
+    return by_dim_double_.data() + (static_cast<size_t>(s) * dsub_ + j) * kPqCodewords;
+  }
+  void RefreshColumns();       // every subspace (sizes the copies)
+  void RefreshColumns(int s);  // subspace s only
   // Floats of subspace s actually present in a dim-float vector (dsub, or fewer for the last).
   int width(int s) const;
   // out[c] = ||v - codeword(s, c)||^2 for the sub-vector v of subspace s.
@@ -117,6 +121,8 @@ class ProductQuantizer {
   std::vector<float> codebooks_;
   // by_dim_[(s * dsub + j) * 16 + c] = codebooks_[(s * 16 + c) * dsub + j]
   std::vector<float> by_dim_;
+  // The same columns as doubles, for the anisotropic encoding's double-precision errors.
+  std::vector<double> by_dim_double_;
 };
 
 }  // namespace scann
