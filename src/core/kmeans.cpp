@@ -244,21 +244,6 @@ void TrainKMeans(const float* data, size_t n, int dim, int k, const KMeansOption
   }
 }
 
-int NearestCentroid(const float* x, const float* centroids, int k, int dim) {
-  CheckCentroids(dim, k);
-  const auto l2 = Distances().l2_squared;
-  int best = 0;
-  float best_dist = std::numeric_limits<float>::infinity();
-  for (int c = 0; c < k; c++) {
-    const float d = l2(x, centroids + static_cast<size_t>(c) * dim, dim);
-    if (d < best_dist) {
-      best_dist = d;
-      best = c;
-    }
-  }
-  return best;
-}
-
 void AssignNearest(const float* data, size_t n, int dim, const float* centroids, int k,
                    int32_t* out) {
   CheckCentroids(dim, k);
@@ -291,19 +276,6 @@ void SelectLowest(const float* scratch, int k, int count, int32_t* out_idx) {
 }
 
 }  // namespace
-
-void NearestCentroids(const float* q, const float* centroids, int k, int dim, int count,
-                      int32_t* out_idx, float* scratch) {
-  CheckCentroids(dim, k);
-  if (count < 0 || count > k)
-    throw std::invalid_argument("nearest centroids: count must be in [0, k]");
-  const auto l2 = Distances().l2_squared;
-  for (int c = 0; c < k; c++) {
-    const float d = l2(q, centroids + static_cast<size_t>(c) * dim, dim);
-    scratch[c] = std::isnan(d) ? std::numeric_limits<float>::infinity() : d;
-  }
-  SelectLowest(scratch, k, count, out_idx);
-}
 
 namespace {
 

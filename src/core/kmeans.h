@@ -29,21 +29,12 @@ struct KMeansOptions {
 void TrainKMeans(const float* data, size_t n, int dim, int k, const KMeansOptions& opt,
                  float* centroids);
 
-// Index of the L2-nearest centroid (the lowest index among exact ties).
-int NearestCentroid(const float* x, const float* centroids, int k, int dim);
-
 // Nearest centroid of each of n rows into out[n], by the blocked ||c||^2 - 2 x.c kernel.
-// On a near-tie it may pick a different centroid than NearestCentroid (rounding differs).
-// Each call repacks the centroids (k * dim floats): give it thousands of rows at a time, and
-// use NearestCentroid for a single row.
+// On a near-tie it may pick a different centroid than a direct distance search (rounding
+// differs).  Each call repacks the centroids (k * dim floats): give it thousands of rows at a
+// time, and use NearestCentroidWithNorms for a single row.
 void AssignNearest(const float* data, size_t n, int dim, const float* centroids, int k,
                    int32_t* out);
-
-// The `count` (0 <= count <= k) nearest centroids to q in ascending squared L2 distance
-// (ties by index) into out_idx[count]; scratch holds k floats and ends up holding every
-// centroid's squared distance. Allocates nothing.
-void NearestCentroids(const float* q, const float* centroids, int k, int dim, int count,
-                      int32_t* out_idx, float* scratch);
 
 // Squared norms of k row-major centroids into norms[k]: what RankCentroids and
 // NearestCentroidWithNorms need besides the centroids.
@@ -51,15 +42,15 @@ void CentroidNorms(const float* centroids, int k, int dim, float* norms);
 
 // The `count` (0 <= count <= k) best of k row-major centroids for q into out_idx[count],
 // best first, ties by index: by ||c||^2 - 2 q.c (squared L2 distance less ||q||^2:
-// NearestCentroids' order up to float rounding) or, with inner_product, by the largest q.c.
-// norms from CentroidNorms (unused with inner_product).  scratch holds k floats (the
+// the order of direct squared L2 distances up to float rounding) or, with inner_product, by the
+// largest q.c. norms from CentroidNorms (unused with inner_product).  scratch holds k floats (the
 // scores); NaN scores rank last.  Allocates nothing.
 void RankCentroids(const float* q, const float* centroids, const float* norms, int k, int dim,
                    bool inner_product, int count, int32_t* out_idx, float* scratch);
 
 // Index of the nearest of k row-major centroids to x by ||c||^2 - 2 x.c (the lowest index
-// among equal scores; NearestCentroid's answer up to float rounding).  For one row at a time
-// with norms computed once (inserts, a build's encoding pass).
+// among equal scores; a direct distance search's answer up to float rounding).  For one row
+// at a time with norms computed once (inserts).
 int NearestCentroidWithNorms(const float* x, const float* centroids, const float* norms, int k,
                              int dim);
 

@@ -74,7 +74,6 @@ struct BuildState {
   BuildOptions opts;
   bool trained;
   float* centroids;
-  float* norms;  // the centroids' squared norms, for encoding
   ProductQuantizer* pq;
   float* vec;
   float* residual;
@@ -263,8 +262,6 @@ void Train(BuildState* bs) {
             bs->sample[size_t(i) * dims + j] - bs->centroids[size_t(assign[i]) * dims + j];
     bs->pq->Train(residuals.data(), bs->sample, n);
   });
-  bs->norms = static_cast<float*>(palloc(sizeof(float) * bs->opts.lists));
-  CppGuard([&] { CentroidNorms(bs->centroids, int(bs->opts.lists), dims, bs->norms); });
   pfree(bs->sample);
   bs->sample = nullptr;
 }

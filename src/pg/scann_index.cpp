@@ -130,22 +130,24 @@ const IndexState* GetIndexState(Relation index) {
   // An untrained index wrote empty centroid and codebook streams (one empty page each).
   size_t centroid_floats = meta.trained ? size_t(meta.lists) * meta.dims : 0;
   size_t codebook_floats = meta.trained ? size_t(meta.subspaces) * 16 * meta.dims_per_subspace : 0;
-  size_t directory_bytes = sizeof(ScannListEntry) * meta.lists;
   size_t norm_floats = meta.trained ? meta.lists : 0;
   char* mem = static_cast<char*>(MemoryContextAllocHuge(
       index->rd_indexcxt, MAXALIGN(sizeof(IndexState)) +
                               (centroid_floats + codebook_floats + norm_floats) * sizeof(float) +
-                              sizeof(BlockNumber) * meta.lists + directory_bytes));
+                              sizeof(BlockNumber) * meta.lists));
   IndexState* state = reinterpret_cast<IndexState*>(mem);
   float* centroids = reinterpret_cast<float*>(mem + MAXALIGN(sizeof(IndexState)));
   float* codebooks = centroids + centroid_floats;
   float* norms = codebooks + codebook_floats;
   BlockNumber* list_first = reinterpret_cast<BlockNumber*>(norms + norm_floats);
-  ScannListEntry* entries = reinterpret_cast<ScannListEntry*>(list_first + meta.lists);
   ReadStream(index, meta.centroid_start, centroids, centroid_floats * sizeof(float));
   ReadStream(index, meta.codebook_start, codebooks, codebook_floats * sizeof(float));
-  ReadStream(index, meta.directory_start, entries, directory_bytes);
+  // The directory is read once, only for the first pages; it is not kept.
+  ScannListEntry* entries =
+      static_cast<ScannListEntry*>(palloc(sizeof(ScannListEntry) * Max(meta.lists, 1u)));
+  ReadStream(index, meta.directory_start, entries, sizeof(ScannListEntry) * meta.lists);
   for (uint32 i = 0; i < meta.lists; i++) list_first[i] = entries[i].first;
+  pfree(entries);
   if (meta.trained)
     CppGuard([&] { CentroidNorms(centroids, int(meta.lists), int(meta.dims), norms); });
   state->meta = meta;

@@ -372,13 +372,15 @@ bool TidLess(const Result& x, const Result& y) {
 // spills further ones into a hash table, which was slower (14 blocks: ~280 us).
 struct HeapPinGroup {
   static constexpr int kBlocks = 6;
+  BlockNumber blocks[kBlocks];
   Buffer bufs[kBlocks];
   int nbufs = 0;
   int end = 0;  // candidates [start, end) belong to the group
 
+  // Pins the blocks of candidates [start, end) and gives each page the opportunistic prune
+  // heapam's own index fetch gives a page it moves to.
   void Start(Relation heap, const Result* results, int start, int n) {
     Release();
-    BlockNumber blocks[kBlocks];
     for (end = start; end < n; end++) {
       const BlockNumber b = ItemPointerGetBlockNumber(&results[end].tid);
       if (nbufs > 0 && b == blocks[nbufs - 1]) continue;
@@ -387,22 +389,18 @@ struct HeapPinGroup {
     }
     for (int j = 0; j < nbufs; j++) PrefetchRecent(heap, blocks[j]);
     for (int j = 0; j < nbufs; j++) bufs[j] = ReadBufferRecent(heap, blocks[j]);
-    // Page headers and line pointers first (one wave of misses), then the tuples the line
-    // pointers point to (a second).
-    // The pages are pinned but not locked: line pointers are read only to aim prefetches,
-    // and a stale one costs a useless prefetch, nothing else.
+    // Page headers (one wave of misses), line pointers (a second), then the tuples the line
+    // pointers point to (a third).  The pages are pinned but not locked: line pointers are
+    // read only to aim prefetches, and a stale one costs a useless prefetch, nothing else.
+    for (int j = 0; j < nbufs; j++) __builtin_prefetch(BufferGetPage(bufs[j]));
+    for (int j = 0; j < nbufs; j++) heap_page_prune_opt(heap, bufs[j]);
     for (int pass = 0; pass < 2; pass++) {
-      for (int j = start, k = 0; j < end; j++) {
-        const bool first_of_block =
-            j == start || ItemPointerGetBlockNumber(&results[j].tid) !=
-                              ItemPointerGetBlockNumber(&results[j - 1].tid);
-        if (j > start && first_of_block) k++;
-        const char* page = BufferGetPage(bufs[k]);
+      for (int j = start; j < end; j++) {
+        const char* page = BufferGetPage(BufferOf(ItemPointerGetBlockNumber(&results[j].tid)));
         const OffsetNumber off = ItemPointerGetOffsetNumber(&results[j].tid);
         if (off < FirstOffsetNumber || off > MaxHeapTuplesPerPage) continue;
         const ItemId lp = PageGetItemId(const_cast<char*>(page), off);
         if (pass == 0) {
-          if (first_of_block) __builtin_prefetch(page);  // the header, read first
           __builtin_prefetch(lp);
           continue;
         }
@@ -412,6 +410,13 @@ struct HeapPinGroup {
         for (uint32 b = 0; b < len; b += 64) __builtin_prefetch(page + start_byte + b);
       }
     }
+  }
+
+  // The pinned buffer of one of the group's blocks.
+  Buffer BufferOf(BlockNumber blkno) const {
+    int j = 0;
+    while (blocks[j] != blkno) j++;
+    return bufs[j];
   }
 
   void Release() {
@@ -442,10 +447,8 @@ void Reorder(ScanState* so, IndexScanDesc scan) {
   const AttrNumber attno = scan->indexRelation->rd_index->indkey.values[0];
   HeapPinGroup group;
   int kept = 0;
-  int k = -1;  // the group's buffer holding candidate i (direct path)
   for (int i = 0; i < n; i++) {
-    const bool new_group = pin_ahead && i == group.end;
-    if (new_group) group.Start(heap, so->results, i, n);
+    if (pin_ahead && i == group.end) group.Start(heap, so->results, i, n);
     MemoryContext old = MemoryContextSwitchTo(so->tuple_cxt);
     bool found, isnull = true;
     Datum value = 0;
@@ -453,13 +456,7 @@ void Reorder(ScanState* so, IndexScanDesc scan) {
       // Heap column: what heapam's index fetch does, on the buffer the group pinned, without
       // a second buffer-table lookup or a slot.  The value is read after the share lock is
       // released: the pin keeps the tuple in place (moving it needs a cleanup lock).
-      if (new_group) k = -1;
-      const BlockNumber blkno = ItemPointerGetBlockNumber(&so->results[i].tid);
-      if (new_group || blkno != ItemPointerGetBlockNumber(&so->results[i - 1].tid)) {
-        k++;
-        heap_page_prune_opt(heap, group.bufs[k]);
-      }
-      const Buffer buf = group.bufs[k];
+      const Buffer buf = group.BufferOf(ItemPointerGetBlockNumber(&so->results[i].tid));
       ItemPointerData tid = so->results[i].tid;
       HeapTupleData tuple;
       bool all_dead = false;

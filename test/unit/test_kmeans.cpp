@@ -129,6 +129,32 @@ TEST(KMeans, OneClusterIsTheMean) {
   }
 }
 
+// Test oracles by direct squared L2 distances: the index of the nearest centroid (lowest
+// index among exact ties), and every centroid ranked (ties by index) with its distance in
+// dist[k].
+int NearestCentroid(const float* x, const float* centroids, int k, int dim) {
+  int best = 0;
+  float best_dist = std::numeric_limits<float>::infinity();
+  for (int c = 0; c < k; c++) {
+    const float d = Distances().l2_squared(x, centroids + static_cast<size_t>(c) * dim, dim);
+    if (d < best_dist) {
+      best_dist = d;
+      best = c;
+    }
+  }
+  return best;
+}
+
+void NearestCentroids(const float* q, const float* centroids, int k, int dim, int32_t* out_idx,
+                      float* dist) {
+  for (int c = 0; c < k; c++)
+    dist[c] = Distances().l2_squared(q, centroids + static_cast<size_t>(c) * dim, dim);
+  std::iota(out_idx, out_idx + k, 0);
+  std::sort(out_idx, out_idx + k, [dist](int32_t a, int32_t b) {
+    return dist[a] < dist[b] || (dist[a] == dist[b] && a < b);
+  });
+}
+
 TEST(KMeans, BadArgumentsThrow) {
   const auto data = Uniform(10, 3, 5);
   std::vector<float> out(11 * 3);
@@ -140,11 +166,6 @@ TEST(KMeans, BadArgumentsThrow) {
   EXPECT_THROW(TrainKMeans(data.data(), 0, 3, 1, opt, out.data()), std::invalid_argument);
   opt.iterations = -1;
   EXPECT_THROW(TrainKMeans(data.data(), 10, 3, 2, opt, out.data()), std::invalid_argument);
-  int32_t idx[4];
-  float scratch[3];
-  EXPECT_THROW(NearestCentroids(data.data(), data.data(), 3, 3, 4, idx, scratch),
-               std::invalid_argument);
-  EXPECT_THROW(NearestCentroid(data.data(), data.data(), 0, 3), std::invalid_argument);
 }
 
 TEST(KMeans, InterruptCheckExceptionPropagates) {
@@ -159,38 +180,7 @@ TEST(KMeans, InterruptCheckExceptionPropagates) {
   EXPECT_EQ(calls, 3);
 }
 
-TEST(NearestCentroids, MatchBruteForce) {
-  const int dim = 37, k = 300;
-  const auto centroids = Uniform(k, dim, 7);
-  const auto queries = Uniform(20, dim, 8);
-  std::vector<int32_t> idx(k);
-  std::vector<float> scratch(k);
-  for (int qi = 0; qi < 20; qi++) {
-    const float* q = queries.data() + qi * dim;
-    std::vector<std::pair<float, int>> all(k);
-    for (int c = 0; c < k; c++)
-      all[c] = {Distances().l2_squared(q, centroids.data() + c * dim, dim), c};
-    std::sort(all.begin(), all.end());
-    for (int count : {0, 1, 10, 64, k}) {
-      NearestCentroids(q, centroids.data(), k, dim, count, idx.data(), scratch.data());
-      for (int i = 0; i < count; i++) ASSERT_EQ(idx[i], all[i].second) << "count " << count;
-    }
-    EXPECT_EQ(NearestCentroid(q, centroids.data(), k, dim), all[0].second);
-  }
-}
-
-TEST(NearestCentroids, TiesGoToTheLowerIndex) {
-  const int dim = 2;
-  const std::vector<float> centroids = {1, 0, 0, 1, -1, 0, 0, -1, 5, 5};
-  const float q[2] = {0, 0};
-  int32_t idx[5];
-  float scratch[5];
-  NearestCentroids(q, centroids.data(), 5, dim, 5, idx, scratch);
-  EXPECT_EQ(std::vector<int32_t>(idx, idx + 5), (std::vector<int32_t>{0, 1, 2, 3, 4}));
-  EXPECT_EQ(NearestCentroid(q, centroids.data(), 5, dim), 0);
-}
-
-// AssignNearest (||c||^2 - 2 x.c) agrees with NearestCentroid (direct distances) except
+// AssignNearest (||c||^2 - 2 x.c) agrees with NearestCentroid (the direct-distance oracle) except
 // where two centroids are closer to tie than float rounding can tell apart.
 void CheckAssignments(const std::vector<float>& data, int dim, const std::vector<float>& centroids,
                       const std::vector<int32_t>& got) {
@@ -319,7 +309,7 @@ TEST(RankCentroids, MatchesDirectRanking) {
         const float* q = queries.data() + qi * dim;
         RankCentroids(q, centroids.data(), norms.data(), k, dim, false, k, got.data(),
                       scratch.data());
-        NearestCentroids(q, centroids.data(), k, dim, k, want.data(), direct.data());
+        NearestCentroids(q, centroids.data(), k, dim, want.data(), direct.data());
         const double scale = 2 * dim;  // |q|^2 + |c|^2 bound for coordinates in [-1, 1]
         for (int i = 0; i < k; i++) {
           if (got[i] != want[i]) {
