@@ -218,3 +218,16 @@ SELECT id, round((ARRAY[x, y] <-> '{0.5,0.5}')::numeric, 5) AS d FROM ex ORDER B
 RESET ALL;
 SELECT id, round((ARRAY[x, y] <-> '{0.5,0.5}')::numeric, 5) AS d FROM ex ORDER BY ARRAY[x, y] <-> '{0.5,0.5}' LIMIT 3;
 DROP TABLE ex;
+
+-- Scans are counted in pg_stat_user_indexes.idx_scan (an index that shows 0 there looks
+-- unused and gets dropped), and the rows they return in idx_tup_read.
+CREATE TABLE counted (id int, v real[]);
+INSERT INTO counted SELECT i, ARRAY[cos(i * 0.1), sin(i * 0.1)] FROM generate_series(1, 300) i;
+CREATE INDEX counted_v ON counted USING scann (v);
+SET enable_seqscan = off;
+SELECT id FROM counted ORDER BY v <-> '{1,0}' LIMIT 2;
+SELECT id FROM counted ORDER BY v <-> '{0,1}' LIMIT 3;
+RESET enable_seqscan;
+SELECT pg_stat_force_next_flush();
+SELECT idx_scan, idx_tup_read FROM pg_stat_user_indexes WHERE indexrelid = 'counted_v'::regclass;
+DROP TABLE counted;

@@ -156,7 +156,7 @@ Buffer ReadBufferRecent(Relation rel, BlockNumber blkno) {
   return buf;
 }
 
-uint64 TidToId(ItemPointer tid) {
+uint64 TidToId(const ItemPointerData* tid) {
   return (uint64(ItemPointerGetBlockNumber(tid)) << 16) | ItemPointerGetOffsetNumber(tid);
 }
 
@@ -365,12 +365,10 @@ bool ResultLess(const Result& x, const Result& y) {
   const bool xnan = std::isnan(x.distance), ynan = std::isnan(y.distance);
   if (xnan != ynan) return ynan;
   if (!xnan && x.distance != y.distance) return x.distance < y.distance;
-  return ItemPointerCompare(const_cast<ItemPointer>(&x.tid), const_cast<ItemPointer>(&y.tid)) < 0;
+  return TidToId(&x.tid) < TidToId(&y.tid);
 }
 
-bool TidLess(const Result& x, const Result& y) {
-  return ItemPointerCompare(const_cast<ItemPointer>(&x.tid), const_cast<ItemPointer>(&y.tid)) < 0;
-}
+bool TidLess(const Result& x, const Result& y) { return TidToId(&x.tid) < TidToId(&y.tid); }
 
 // Pins the heap blocks of the next few candidates (the batch is in TID order) before any
 // of them is read, then prefetches their line pointers and tuples.  Re-ranking one tuple at
@@ -638,6 +636,9 @@ bool GetTuple(IndexScanDesc scan, ScanDirection dir) {
     MemoryContext old = MemoryContextSwitchTo(so->scan_cxt);
     StartScan(so, scan);
     MemoryContextSwitchTo(old);
+    // pg_stat_*_indexes.idx_scan: counted by the access method, as btree and GiST do (the
+    // executor counts only the tuples); without it the index looks unused.
+    pgstat_count_index_scan(scan->indexRelation);
   }
   while (so->next_result >= so->nresults) {
     MemoryContext old = MemoryContextSwitchTo(so->scan_cxt);
