@@ -65,6 +65,18 @@ CREATE OPERATOR CLASS cosine_ops FOR TYPE real[] USING scann AS
     OPERATOR 1 <=> (real[], real[]) FOR ORDER BY float_ops,
     FUNCTION 1 cosine_distance(real[], real[]);
 
+-- What a scann index holds, read from its pages: the options frozen at build, the rows it
+-- was built on, the slots holding a row (dead rows included until VACUUM removes them),
+-- the free slots, the smallest and largest list and the empty lists, the index's pages.
+-- Needs SELECT on the indexed table.
+CREATE FUNCTION scann_index_info(index regclass,
+    OUT trained boolean, OUT metric text, OUT dims integer, OUT lists integer,
+    OUT dims_per_subspace integer, OUT sample_rows integer, OUT build_rows float8,
+    OUT entries bigint, OUT free_slots bigint, OUT smallest_list bigint,
+    OUT largest_list bigint, OUT empty_lists bigint, OUT pages bigint)
+    AS 'MODULE_PATHNAME', 'scann_index_info'
+    LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+
 -- Diagnostics: raises an error of the given kind inside guarded C++ code (see
 -- src/pg/guard.h); used by the regression tests of the C++/PostgreSQL boundary.
 CREATE FUNCTION scann_guard_selftest(mode text) RETURNS bigint

@@ -231,3 +231,32 @@ RESET enable_seqscan;
 SELECT pg_stat_force_next_flush();
 SELECT idx_scan, idx_tup_read FROM pg_stat_user_indexes WHERE indexrelid = 'counted_v'::regclass;
 DROP TABLE counted;
+
+-- scann_index_info: what an index holds, for deciding when to REINDEX.
+CREATE TABLE infot (id int, v real[]);
+INSERT INTO infot SELECT i, ARRAY[cos(i * 0.1), sin(i * 0.1), i % 7] FROM generate_series(1, 400) i;
+CREATE INDEX infot_v ON infot USING scann (v cosine_ops) WITH (lists = 8);
+SELECT * FROM scann_index_info('infot_v');
+DELETE FROM infot WHERE id % 4 = 0;
+VACUUM infot;
+INSERT INTO infot SELECT i, ARRAY[1, 0, 0] FROM generate_series(401, 420) i;
+SELECT trained, entries, free_slots, entries + free_slots AS slots, build_rows
+  FROM scann_index_info('infot_v');
+CREATE TABLE infot_tiny (v real[]);
+INSERT INTO infot_tiny VALUES ('{1,2}'), ('{3,4}');
+CREATE INDEX infot_tiny_v ON infot_tiny USING scann (v);
+SELECT trained, metric, dims, lists, entries, free_slots, build_rows FROM scann_index_info('infot_tiny_v');
+SELECT * FROM scann_index_info('infot');
+CREATE INDEX infot_btree ON infot (id);
+SELECT * FROM scann_index_info('infot_btree');
+CREATE ROLE regress_scann_reader;
+SET ROLE regress_scann_reader;
+SELECT entries FROM scann_index_info('infot_v');
+RESET ROLE;
+GRANT SELECT ON infot TO regress_scann_reader;
+SET ROLE regress_scann_reader;
+SELECT entries FROM scann_index_info('infot_v');
+RESET ROLE;
+REVOKE SELECT ON infot FROM regress_scann_reader;
+DROP ROLE regress_scann_reader;
+DROP TABLE infot, infot_tiny;

@@ -58,4 +58,14 @@ inline ItemPointer SlotTid(uint8_t* block, int slot) {
   return reinterpret_cast<ItemPointer>(block + slot * kTidBytes);
 }
 
+// Calls fn(slot TID pointer) for every slot of the blocks whose home is `page` (a kList
+// page; continuation pages hold no TIDs).
+template <typename Fn>
+void ForEachSlot(const ScannMetaPage& meta, Page page, Fn fn) {
+  const uint32 s = meta.block_units, used = PageUnits(page);
+  const uint32 step = s <= kUnitsPerPage ? s : used + 1;
+  for (uint32 u = 0; u + Min(s, kUnitsPerPage) <= used; u += step)
+    for (int slot = 0; slot < 32; slot++) fn(SlotTid(PageUnit(page, u), slot));
+}
+
 }  // namespace scann::pg

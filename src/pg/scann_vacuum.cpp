@@ -36,15 +36,6 @@ void ForEachHomePage(Relation index, const ScannMetaPage& meta, Visit visit) {
   }
 }
 
-// Calls fn(slot TID pointer) for every slot of the blocks whose home is `page`.
-template <typename Fn>
-void ForEachSlot(const ScannMetaPage& meta, Page page, Fn fn) {
-  const uint32 s = meta.block_units, used = PageUnits(page);
-  const uint32 step = s <= kUnitsPerPage ? s : used + 1;
-  for (uint32 u = 0; u + Min(s, kUnitsPerPage) <= used; u += step)
-    for (int slot = 0; slot < 32; slot++) fn(SlotTid(PageUnit(page, u), slot));
-}
-
 // One pass over every page after the metapage: records the all-zero pages in the free
 // space map, for inserts to reuse, and returns how many there are; with `live`, also counts
 // the valid slots of the home pages.  An all-zero page was added by an insert that crashed

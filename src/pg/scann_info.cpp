@@ -1,0 +1,111 @@
+// scann_index_info(index): what a scann index holds, read from its pages, for deciding
+// when it needs a REINDEX (built untrained, grown far past its build, lists lopsided).
+#include "pg/scann_index.h"
+#include "pg/scann_list.h"
+
+extern "C" {
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "catalog/pg_class.h"
+#include "commands/defrem.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+}
+
+namespace scann::pg {
+
+namespace {
+
+const char* MetricName(uint16 metric) {
+  switch (Metric(metric)) {
+    case Metric::kL2:
+      return "l2";
+    case Metric::kInnerProduct:
+      return "ip";
+    case Metric::kCosine:
+      return "cosine";
+  }
+  return "unknown";
+}
+
+// Opens `relid` if it is a scann index whose table the caller may read, else raises an error.
+Relation OpenScannIndex(Oid relid) {
+  Relation index = relation_open(relid, AccessShareLock);
+  if (index->rd_rel->relkind != RELKIND_INDEX ||
+      index->rd_rel->relam != get_index_am_oid("scann", false))
+    ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE),
+                    errmsg("\"%s\" is not a scann index", RelationGetRelationName(index)),
+                    errhint("Pass the name of an index created USING scann.")));
+  const Oid heap = index->rd_index->indrelid;
+  if (pg_class_aclcheck(heap, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+    ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                    errmsg("permission denied for table %s", get_rel_name(heap)),
+                    errdetail("scann_index_info needs SELECT on the indexed table.")));
+  return index;
+}
+
+}  // namespace
+
+}  // namespace scann::pg
+
+extern "C" {
+
+PG_FUNCTION_INFO_V1(scann_index_info);
+
+// One row: the options frozen at build, and per-list counts of the slots on the pages.
+Datum scann_index_info(PG_FUNCTION_ARGS) {
+  using namespace scann::pg;
+  TupleDesc desc;
+  if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+    elog(ERROR, "scann_index_info must be called in a context that accepts a record");
+  Relation index = OpenScannIndex(PG_GETARG_OID(0));
+  const ScannMetaPage meta = ReadMetaPage(index);
+  int64 entries = 0, free_slots = 0, smallest = -1, largest = 0, empty = 0;
+  for (uint32 list = 0; list < meta.lists; list++) {
+    int64 in_list = 0;
+    for (BlockNumber blkno = ReadListEntry(index, meta, list).first; blkno != InvalidBlockNumber;) {
+      CHECK_FOR_INTERRUPTS();
+      Buffer buf = ReadBuffer(index, blkno);
+      LockBuffer(buf, BUFFER_LOCK_SHARE);
+      Page page = BufferGetPage(buf);
+      if (PageOpaque(page)->type == uint16(PageType::kList))
+        ForEachSlot(meta, page, [&](ItemPointer tid) {
+          if (ItemPointerIsValid(tid))
+            in_list++;
+          else
+            free_slots++;
+        });
+      blkno = PageOpaque(page)->next;
+      UnlockReleaseBuffer(buf);
+    }
+    entries += in_list;
+    smallest = smallest < 0 ? in_list : Min(smallest, in_list);
+    largest = Max(largest, in_list);
+    empty += in_list == 0;
+  }
+  const int64 pages = RelationGetNumberOfBlocks(index);
+  relation_close(index, AccessShareLock);
+
+  Datum values[13];
+  bool nulls[13] = {};
+  values[0] = BoolGetDatum(meta.trained != 0);
+  values[1] = CStringGetTextDatum(MetricName(meta.metric));
+  values[2] = Int32GetDatum(int32(meta.dims));
+  values[3] = Int32GetDatum(int32(meta.lists));
+  values[4] = Int32GetDatum(int32(meta.dims_per_subspace));
+  values[5] = Int32GetDatum(int32(meta.sample_rows));
+  values[6] = Float8GetDatum(meta.build_rows);
+  values[7] = Int64GetDatum(entries);
+  values[8] = Int64GetDatum(free_slots);
+  values[9] = Int64GetDatum(Max(smallest, int64(0)));
+  values[10] = Int64GetDatum(largest);
+  values[11] = Int64GetDatum(empty);
+  values[12] = Int64GetDatum(pages);
+  PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+}  // extern "C"
