@@ -5,7 +5,7 @@
 # read and be among the first the clock sweep evicts.
 #
 # After a restart (shared buffers empty), one session runs the same query 8 times, each
-# re-ranking every row of a 2,000-row MiniLM table, so every heap page is read once per
+# re-ranking every row of the MiniLM table (all 778 rows), so every heap page is read once per
 # query by the scan and (but for the one row returned) by nothing else.
 use strict;
 use warnings;
@@ -21,7 +21,7 @@ $node->append_conf('postgresql.conf', 'shared_buffers = 32MB');
 $node->start;
 my $set = ScannTest::dataset('minilm');
 $node->safe_psql('postgres', 'CREATE EXTENSION pg_scann; CREATE EXTENSION pg_buffercache');
-ScannTest::load_table($node, 'items', $set, 2000);
+ScannTest::load_table($node, 'items', $set, $set->{rows});
 $node->safe_psql('postgres',
 	'CREATE INDEX items_idx ON items USING scann (embedding cosine_ops)');
 my $heap_pages = $node->safe_psql('postgres', q{SELECT pg_relation_size('items') / 8192});
