@@ -64,28 +64,23 @@ Datum scann_index_info(PG_FUNCTION_ARGS) {
     elog(ERROR, "scann_index_info must be called in a context that accepts a record");
   Relation index = OpenScannIndex(PG_GETARG_OID(0));
   const ScannMetaPage meta = ReadMetaPage(index);
-  int64 entries = 0, free_slots = 0, smallest = -1, largest = 0, empty = 0;
+  int64* in_list = static_cast<int64*>(palloc0(sizeof(int64) * meta.lists));
+  int64 free_slots = 0;
+  ForEachListPage(index, meta, BUFFER_LOCK_SHARE, [&](uint32 list, Buffer, Page page) {
+    if (PageOpaque(page)->type != uint16(PageType::kList)) return;  // no TIDs
+    ForEachSlot(meta, page, [&](ItemPointer tid) {
+      if (ItemPointerIsValid(tid))
+        in_list[list]++;
+      else
+        free_slots++;
+    });
+  });
+  int64 entries = 0, smallest = in_list[0], largest = 0, empty = 0;  // lists >= 1
   for (uint32 list = 0; list < meta.lists; list++) {
-    int64 in_list = 0;
-    for (BlockNumber blkno = ReadListEntry(index, meta, list).first; blkno != InvalidBlockNumber;) {
-      CHECK_FOR_INTERRUPTS();
-      Buffer buf = ReadBuffer(index, blkno);
-      LockBuffer(buf, BUFFER_LOCK_SHARE);
-      Page page = BufferGetPage(buf);
-      if (PageOpaque(page)->type == uint16(PageType::kList))
-        ForEachSlot(meta, page, [&](ItemPointer tid) {
-          if (ItemPointerIsValid(tid))
-            in_list++;
-          else
-            free_slots++;
-        });
-      blkno = PageOpaque(page)->next;
-      UnlockReleaseBuffer(buf);
-    }
-    entries += in_list;
-    smallest = smallest < 0 ? in_list : Min(smallest, in_list);
-    largest = Max(largest, in_list);
-    empty += in_list == 0;
+    entries += in_list[list];
+    smallest = Min(smallest, in_list[list]);
+    largest = Max(largest, in_list[list]);
+    empty += in_list[list] == 0;
   }
   const int64 pages = RelationGetNumberOfBlocks(index);
   relation_close(index, AccessShareLock);
@@ -101,7 +96,7 @@ Datum scann_index_info(PG_FUNCTION_ARGS) {
   values[6] = Float8GetDatum(meta.build_rows);
   values[7] = Int64GetDatum(entries);
   values[8] = Int64GetDatum(free_slots);
-  values[9] = Int64GetDatum(Max(smallest, int64(0)));
+  values[9] = Int64GetDatum(smallest);
   values[10] = Int64GetDatum(largest);
   values[11] = Int64GetDatum(empty);
   values[12] = Int64GetDatum(pages);

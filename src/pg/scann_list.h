@@ -5,6 +5,10 @@
 #include "core/pq.h"
 #include "pg/scann_index.h"
 
+extern "C" {
+#include "commands/vacuum.h"
+}
+
 namespace scann::pg {
 
 // Collects up to 32 (TID, codes) pairs and packs them into one block image.
@@ -56,6 +60,25 @@ void InsertIntoList(Relation index, const ScannMetaPage& meta, uint32 list, Item
 // The TID of slot `slot` in a block starting at `block` (its first unit).
 inline ItemPointer SlotTid(uint8_t* block, int slot) {
   return reinterpret_cast<ItemPointer>(block + slot * kTidBytes);
+}
+
+// Visits every page of every list's chain, list by list, as visit(list, buffer, page) with
+// the page locked in `lock_mode` (BUFFER_LOCK_SHARE or BUFFER_LOCK_EXCLUSIVE).  Before each
+// page it calls vacuum_delay_point(): an interrupt check, and VACUUM's cost-based delay
+// when run by VACUUM (never while a page is locked).
+template <typename Visit>
+void ForEachListPage(Relation index, const ScannMetaPage& meta, int lock_mode, Visit visit) {
+  for (uint32 list = 0; list < meta.lists; list++) {
+    for (BlockNumber blkno = ListFirstPage(index, list); blkno != InvalidBlockNumber;) {
+      vacuum_delay_point();
+      Buffer buf = ReadBuffer(index, blkno);
+      LockBuffer(buf, lock_mode);
+      Page page = BufferGetPage(buf);
+      visit(list, buf, page);
+      blkno = PageOpaque(page)->next;
+      UnlockReleaseBuffer(buf);
+    }
+  }
 }
 
 // Calls fn(slot TID pointer) for every slot of the blocks whose home is `page` (a kList

@@ -17,25 +17,6 @@ namespace scann::pg {
 
 namespace {
 
-// Visits every home page of every list, chain by chain, with `visit(list, buffer, page)`
-// under an exclusive lock.  Continuation pages hold no TIDs.
-template <typename Visit>
-void ForEachHomePage(Relation index, const ScannMetaPage& meta, Visit visit) {
-  for (uint32 list = 0; list < meta.lists; list++) {
-    ScannListEntry entry = ReadListEntry(index, meta, list);
-    BlockNumber blkno = entry.first;
-    while (blkno != InvalidBlockNumber) {
-      vacuum_delay_point();
-      Buffer buf = ReadBuffer(index, blkno);
-      LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
-      Page page = BufferGetPage(buf);
-      if (PageOpaque(page)->type == uint16(PageType::kList)) visit(list, buf, page);
-      blkno = PageOpaque(page)->next;
-      UnlockReleaseBuffer(buf);
-    }
-  }
-}
-
 // One pass over every page after the metapage: records the all-zero pages in the free
 // space map, for inserts to reuse, and returns how many there are; with `live`, also counts
 // the valid slots of the home pages.  An all-zero page was added by an insert that crashed
@@ -84,7 +65,9 @@ IndexBulkDeleteResult* BulkDelete(IndexVacuumInfo* info, IndexBulkDeleteResult* 
   // Slot ordinals (in ForEachSlot order) of the dead TIDs of one page: at most every slot
   // of the smallest blocks (TIDs only) that fit in a page.
   uint16 dead[(kUnitsPerPage / kTidUnits) * 32];
-  ForEachHomePage(index, meta, [&](uint32 list, Buffer buf, Page page) {
+  // Continuation pages hold no TIDs.
+  ForEachListPage(index, meta, BUFFER_LOCK_EXCLUSIVE, [&](uint32 list, Buffer buf, Page page) {
+    if (PageOpaque(page)->type != uint16(PageType::kList)) return;
     int ndead = 0, ordinal = 0;
     ForEachSlot(meta, page, [&](ItemPointer tid) {
       int i = ordinal++;
