@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <stdexcept>
@@ -255,24 +256,26 @@ void AssignNearest(const float* data, size_t n, int dim, const float* centroids,
 
 namespace {
 
-// The `count` lowest of scores[k] into out_idx, lowest first, ties by index.
-void SelectLowest(const float* scratch, int k, int count, int32_t* out_idx) {
+// A score and its index as one key whose unsigned order is the ranking: score (as an
+// ordered bit pattern: negatives flipped whole, others with the sign bit set; -0 counts as
+// +0), then index.  NaN must already be mapped to +infinity.
+uint64_t RankKey(float s, int c) {
+  uint32_t bits;
+  s += 0.0f;  // -0 -> +0
+  std::memcpy(&bits, &s, sizeof(bits));
+  bits = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+  return (uint64_t(bits) << 32) | uint32_t(c);
+}
+
+// The `count` lowest keys of keys[k] moved, in order, to the front; their indexes into
+// out_idx.  Selection then a sort of the head: O(k + count log count).  The bounded heap
+// this replaces took ~3% of a query's samples under perf (GloVe-100, 576 lists, nprobe 40,
+// reorder 100) and ~7% with 2,048 lists; the selection does not show on its own.
+void SelectLowest(uint64_t* keys, int k, int count, int32_t* out_idx) {
   if (count == 0) return;
-  // A max-heap of the best `count` so far in out_idx; its top is the worst kept.
-  const auto closer = [scratch](int32_t a, int32_t b) {
-    return scratch[a] < scratch[b] || (scratch[a] == scratch[b] && a < b);
-  };
-  for (int c = 0; c < count; c++) {
-    out_idx[c] = c;
-    std::push_heap(out_idx, out_idx + c + 1, closer);
-  }
-  for (int c = count; c < k; c++) {
-    if (!closer(c, out_idx[0])) continue;
-    std::pop_heap(out_idx, out_idx + count, closer);
-    out_idx[count - 1] = c;
-    std::push_heap(out_idx, out_idx + count, closer);
-  }
-  std::sort_heap(out_idx, out_idx + count, closer);
+  if (count < k) std::nth_element(keys, keys + count, keys + k);
+  std::sort(keys, keys + count);
+  for (int c = 0; c < count; c++) out_idx[c] = int32_t(keys[c] & 0xFFFFFFFFu);
 }
 
 }  // namespace
@@ -313,12 +316,12 @@ void CentroidNorms(const float* centroids, int k, int dim, float* norms) {
 }
 
 void RankCentroids(const float* q, const float* centroids, const float* norms, int k, int dim,
-                   bool inner_product, int count, int32_t* out_idx, float* scratch) {
+                   bool inner_product, int count, int32_t* out_idx, uint64_t* scratch) {
   CheckCentroids(dim, k);
   if (count < 0 || count > k)
     throw std::invalid_argument("rank centroids: count must be in [0, k]");
   ScoreRows(q, centroids, norms, k, dim, inner_product, [scratch](int c, float s) {
-    scratch[c] = std::isnan(s) ? std::numeric_limits<float>::infinity() : s;
+    scratch[c] = RankKey(std::isnan(s) ? std::numeric_limits<float>::infinity() : s, c);
   });
   SelectLowest(scratch, k, count, out_idx);
 }

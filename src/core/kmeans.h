@@ -43,10 +43,10 @@ void CentroidNorms(const float* centroids, int k, int dim, float* norms);
 // The `count` (0 <= count <= k) best of k row-major centroids for q into out_idx[count],
 // best first, ties by index: by ||c||^2 - 2 q.c (squared L2 distance less ||q||^2:
 // the order of direct squared L2 distances up to float rounding) or, with inner_product, by the
-// largest q.c. norms from CentroidNorms (unused with inner_product).  scratch holds k floats (the
-// scores); NaN scores rank last.  Allocates nothing.
+// largest q.c. norms from CentroidNorms (unused with inner_product).  scratch holds k keys (scores
+// with their indexes); NaN scores rank last.  Allocates nothing.
 void RankCentroids(const float* q, const float* centroids, const float* norms, int k, int dim,
-                   bool inner_product, int count, int32_t* out_idx, float* scratch);
+                   bool inner_product, int count, int32_t* out_idx, uint64_t* scratch);
 
 // Index of the nearest of k row-major centroids to x by ||c||^2 - 2 x.c (the lowest index
 // among equal scores; a direct distance search's answer up to float rounding).  For one row

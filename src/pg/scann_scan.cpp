@@ -203,7 +203,7 @@ void RankLists(ScanState* so, uint32 count) {
     so->ranked[0] = 0;
     return;
   }
-  float* scratch = static_cast<float*>(palloc(sizeof(float) * meta.lists));
+  uint64* scratch = static_cast<uint64*>(palloc(sizeof(uint64) * meta.lists));
   const IndexState* state = GetIndexState(so->index);
   // L2, and cosine (unit centroids and query: L2 order is inner-product order); inner
   // product: the lists whose centroids score highest against the query.

@@ -304,7 +304,8 @@ TEST(RankCentroids, MatchesDirectRanking) {
       const auto queries = Uniform(8, dim, 37 * dim + k);
       const auto norms = Norms(centroids, k, dim);
       std::vector<int32_t> got(k), want(k);
-      std::vector<float> scratch(k), direct(k);
+      std::vector<uint64_t> scratch(k);
+      std::vector<float> direct(k);
       for (int qi = 0; qi < 8; qi++) {
         const float* q = queries.data() + qi * dim;
         RankCentroids(q, centroids.data(), norms.data(), k, dim, false, k, got.data(),
@@ -352,7 +353,7 @@ TEST(NearestCentroidWithNorms, MatchesRankingAndDirectSearch) {
       const auto data = Uniform(200, dim, 43 * dim + k);
       const auto norms = Norms(centroids, k, dim);
       std::vector<int32_t> got(200);
-      std::vector<float> scratch(k);
+      std::vector<uint64_t> scratch(k);
       for (int i = 0; i < 200; i++) {
         const float* x = data.data() + i * dim;
         got[i] = NearestCentroidWithNorms(x, centroids.data(), norms.data(), k, dim);
@@ -371,7 +372,7 @@ TEST(RankCentroids, TiesGoToTheLowerIndexAndNaNRanksLast) {
   const auto norms = Norms(centroids, 5, dim);
   const float origin[2] = {0, 0};
   int32_t idx[5];
-  float scratch[5];
+  uint64_t scratch[5];
   RankCentroids(origin, centroids.data(), norms.data(), 5, dim, false, 5, idx, scratch);
   EXPECT_EQ(std::vector<int32_t>(idx, idx + 5), (std::vector<int32_t>{0, 1, 2, 3, 4}));
   const float q[2] = {1, 1};  // inner products 1, 1, -1, -1, 10
