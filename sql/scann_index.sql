@@ -256,7 +256,17 @@ RESET ROLE;
 GRANT SELECT ON infot TO regress_scann_reader;
 SET ROLE regress_scann_reader;
 SELECT entries FROM scann_index_info('infot_v');
+-- The developer option that makes inserts fail (TAP 009) is for superusers only.
+SET scann.inject_fault = 'error_before_link';
 RESET ROLE;
+SET scann.inject_fault = 'sometimes';
+-- With it set, an insert that finds room in its list succeeds; one that needs a new page fails
+-- before linking it.
+SET scann.inject_fault = 'error_before_link';
+INSERT INTO infot VALUES (421, '{0,1,0}');
+INSERT INTO infot SELECT i, ARRAY[0, 1, 0] FROM generate_series(422, 3500) i;
+RESET scann.inject_fault;
+SELECT count(*) FROM infot;
 REVOKE SELECT ON infot FROM regress_scann_reader;
 DROP ROLE regress_scann_reader;
 DROP TABLE infot, infot_tiny;

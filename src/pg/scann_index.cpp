@@ -11,6 +11,7 @@
 extern "C" {
 #include "access/generic_xlog.h"
 #include "access/relation.h"
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "storage/indexfsm.h"
 #include "storage/lmgr.h"
@@ -39,25 +40,37 @@ Buffer NewPage(Relation index, ForkNumber fork, PageType type) {
   return buf;
 }
 
+void InitInsertPage(Page page, PageType type) {
+  InitPage(page, type);
+  ((PageHeader)page)->pd_prune_xid = GetCurrentTransactionId();
+}
+
+bool PageIsReusable(Page page) {
+  return PageIsNew(page) || (PageOpaque(page)->page_id == kScannPageId &&
+                             PageOpaque(page)->type == uint16(PageType::kFree));
+}
+
 Buffer NewInsertPage(Relation index, PageType type) {
   for (;;) {
     BlockNumber blkno = GetFreeIndexPage(index);  // marks it used in the map
     if (blkno == InvalidBlockNumber) break;
     // The map is only a hint (not WAL-logged, stale after a promotion): a page is reused
-    // only if it is still all zeros under our exclusive lock.  No waiting for the lock:
+    // only if it is still reusable under our exclusive lock.  No waiting for the lock:
     // the caller holds a list page's lock, and a locked page is in use anyway.
     if (blkno >= RelationGetNumberOfBlocks(index)) continue;
     Buffer buf = ReadBuffer(index, blkno);
     if (ConditionalLockBuffer(buf)) {
-      if (PageIsNew(BufferGetPage(buf))) {
-        InitPage(BufferGetPage(buf), type);
+      if (PageIsReusable(BufferGetPage(buf))) {
+        InitInsertPage(BufferGetPage(buf), type);
         return buf;
       }
       LockBuffer(buf, BUFFER_LOCK_UNLOCK);
     }
     ReleaseBuffer(buf);
   }
-  return NewPage(index, MAIN_FORKNUM, type);
+  Buffer buf = NewPage(index, MAIN_FORKNUM, type);
+  InitInsertPage(BufferGetPage(buf), type);
+  return buf;
 }
 
 BlockNumber WriteStream(Relation index, ForkNumber fork, const void* data, size_t bytes,

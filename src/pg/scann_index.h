@@ -56,10 +56,16 @@ Metric IndexMetric(Relation index);
 
 // A new page at the end of `fork`, initialised as `type`, returned exclusively locked.
 Buffer NewPage(Relation index, ForkNumber fork, PageType type);
-// A page for an insert, exclusively locked and initialized: an all-zero page that VACUUM
-// recorded in the free space map (left by an insert that crashed before linking it), or a
-// new one.
+// A page for an insert, exclusively locked and initialized by InitInsertPage: a reusable
+// page that VACUUM recorded in the free space map (all-zero, or kFree), or a new one.
 Buffer NewInsertPage(Relation index, PageType type);
+
+// InitPage for a page an insert adds, stamped with the inserting transaction's id (the
+// orphan protocol in scann_page.h).
+void InitInsertPage(Page page, PageType type);
+
+// Whether an insert may take this page: all-zero, or taken back by VACUUM (kFree).
+bool PageIsReusable(Page page);
 
 // Initialises a page image (build and GenericXLog images alike).
 void InitPage(Page page, PageType type);

@@ -5,6 +5,7 @@
 
 #include "core/fastscan.h"
 #include "core/kmeans.h"
+#include "pg/scann_options.h"
 
 extern "C" {
 #include "miscadmin.h"
@@ -197,7 +198,7 @@ void WriteSpanningSlot(Relation index, const ScannMetaPage& meta, Page home_page
     }
     Page page = WalBatchAdd(&batch, buf, fresh ? GENERIC_XLOG_FULL_IMAGE : 0);
     if (fresh) {
-      InitPage(page, PageType::kListContinuation);
+      InitInsertPage(page, PageType::kListContinuation);
       SetPageUnits(page, Min(kUnitsPerPage, s - j * kUnitsPerPage));
       if (j + 1 < pages) PageOpaque(page)->next = BufferGetBlockNumber(fresh[j + 1]);
     }
@@ -261,10 +262,11 @@ BlockNumber AppendBlock(Relation index, const ScannMetaPage& meta, Buffer tail, 
     PageOpaque(BufferGetPage(fresh[0]))->next = BufferGetBlockNumber(fresh[1]);
     WriteSpanningSlot(index, meta, BufferGetPage(fresh[0]), fresh[0], 0, codes, fresh);
   }
+  InjectFault(Fault::kBeforeLink);
   state = GenericXLogStart(index);
   Page tail_image = GenericXLogRegisterBuffer(state, tail, 0);
   home = GenericXLogRegisterBuffer(state, fresh[0], GENERIC_XLOG_FULL_IMAGE);
-  InitPage(home, PageType::kList);
+  InitInsertPage(home, PageType::kList);
   if (pages > 1) PageOpaque(home)->next = BufferGetBlockNumber(fresh[1]);
   uint32 home_units = Min(s, kUnitsPerPage);
   std::memset(PageUnit(home, 0), 0, size_t(home_units) * kUnitBytes);
@@ -289,7 +291,7 @@ void CreateFirstPage(Relation index, const ScannMetaPage& meta, uint32 list) {
     GenericXLogState* state = GenericXLogStart(index);
     Page dir_image = GenericXLogRegisterBuffer(state, dir, 0);
     Page image = GenericXLogRegisterBuffer(state, buf, GENERIC_XLOG_FULL_IMAGE);
-    InitPage(image, PageType::kList);
+    InitInsertPage(image, PageType::kList);
     BlockNumber blkno = BufferGetBlockNumber(buf);
     ScannListEntry* entry = ListEntryIn(dir_image, list);
     entry->first = entry->last = entry->insert_hint = blkno;

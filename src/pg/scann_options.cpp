@@ -5,6 +5,7 @@
 
 extern "C" {
 #include "access/reloptions.h"
+#include "access/xlog.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
@@ -22,6 +23,30 @@ namespace scann::pg {
 int g_nprobe = 10;
 int g_reorder = 100;
 int g_max_probes = -1;
+
+namespace {
+
+// scann.inject_fault: 0 none, else which fault (see InjectFault).
+enum FaultSetting { kFaultNone, kFaultErrorBeforeLink, kFaultPanicBeforeLink };
+int g_inject_fault = kFaultNone;
+
+const struct config_enum_entry kFaultOptions[] = {
+    {"none", kFaultNone, false},
+    {"error_before_link", kFaultErrorBeforeLink, false},
+    {"panic_before_link", kFaultPanicBeforeLink, false},
+    {nullptr, 0, false}};
+
+}  // namespace
+
+void InjectFault(Fault where) {
+  if (likely(g_inject_fault == kFaultNone) || where != Fault::kBeforeLink) return;
+  if (g_inject_fault == kFaultPanicBeforeLink) {
+    XLogFlush(GetXLogInsertRecPtr());  // as if the WAL writer had written them already
+    ereport(PANIC, (errmsg("scann.inject_fault: crash before linking a new block")));
+  }
+  ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
+                  errmsg("scann.inject_fault: error before linking a new block")));
+}
 
 namespace {
 
@@ -59,6 +84,12 @@ void DefineGucs() {
       "A WHERE clause that rejects rows, or a LIMIT above scann.reorder, makes the scan go "
       "on past scann.nprobe lists, up to this bound; -1 means all lists.",
       &g_max_probes, -1, -1, kMaxLists, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+  DefineCustomEnumVariable(
+      "scann.inject_fault", "Developer option: makes scann inserts fail at a chosen point.",
+      "For tests only: error_before_link or panic_before_link fail an insert that adds "
+      "pages to a list after writing them and before linking them.",
+      &g_inject_fault, kFaultNone, kFaultOptions, PGC_SUSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+      nullptr, nullptr, nullptr);
   MarkGUCPrefixReserved("scann");
 }
 

@@ -35,6 +35,18 @@
 //    so a page being added is never seen all-zero.  An insert that takes a page from the
 //    map uses it only if it gets its exclusive lock without waiting and finds it still
 //    all-zero (the map is a hint: not WAL-logged, stale after a promotion).
+//  * Pages an insert initializes (kList and kListContinuation) carry the inserting
+//    transaction's id in the page header's pd_prune_xid, which index pages do not otherwise
+//    use (0 on pages written at build).  A block wider than a page writes its continuation
+//    pages in records of their own before the record that links the block, so an insert
+//    that fails or crashes in between leaves initialized pages that no chain reaches.
+//    VACUUM's cleanup takes them back: it reads GetOldestActiveTransactionId() first, then
+//    every page, then follows the chains from the directory through the `next` links it
+//    read.  A chain page no chain reaches whose stamp precedes that horizon is an orphan:
+//    only the inserting transaction links its pages, links are never removed or changed,
+//    and that transaction ended before the pass began, so any link it made was read.  Such
+//    a page is rewritten as kFree (WAL-logged, full image) and recorded in the free space
+//    map; inserts take kFree pages like all-zero ones.
 #pragma once
 
 #include <cstddef>
@@ -59,8 +71,15 @@ inline constexpr uint16 kScannPageId = 0xFF85;  // last two bytes of every page,
 inline constexpr BlockNumber kMetaBlock = 0;
 
 // kList pages hold block starts; kListContinuation pages hold the later codes of a block
-// that spans pages.
-enum class PageType : uint16 { kMeta = 1, kStream = 2, kList = 4, kListContinuation = 5 };
+// that spans pages; kFree pages are chain pages VACUUM took back (see the protocol above),
+// reusable like all-zero pages.
+enum class PageType : uint16 {
+  kMeta = 1,
+  kStream = 2,
+  kList = 4,
+  kListContinuation = 5,
+  kFree = 6
+};
 
 enum class Metric : uint16 { kL2 = 1, kInnerProduct = 2, kCosine = 3 };
 

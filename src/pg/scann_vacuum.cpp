@@ -6,46 +6,107 @@
 #include "pg/scann_list.h"
 
 extern "C" {
+#include "access/generic_xlog.h"
+#include "access/transam.h"
 #include "commands/vacuum.h"
 #include "miscadmin.h"
 #include "storage/bufmgr.h"
 #include "storage/indexfsm.h"
 #include "storage/lmgr.h"
+#include "storage/procarray.h"
 }
 
 namespace scann::pg {
 
 namespace {
 
-// One pass over every page after the metapage: records the all-zero pages in the free
+// Rewrites an orphaned chain page (the protocol in scann_page.h) as kFree; false when,
+// under the exclusive lock, it is no longer the page the pass read.
+bool TakeBackOrphan(Relation index, BlockNumber blkno, TransactionId stamp) {
+  Buffer buf = ReadBuffer(index, blkno);
+  LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+  Page page = BufferGetPage(buf);
+  const bool same = !PageIsReusable(page) && ((PageHeader)page)->pd_prune_xid == stamp;
+  if (same) {
+    GenericXLogState* state = GenericXLogStart(index);
+    InitPage(GenericXLogRegisterBuffer(state, buf, GENERIC_XLOG_FULL_IMAGE), PageType::kFree);
+    GenericXLogFinish(state);
+  }
+  UnlockReleaseBuffer(buf);
+  return same;
+}
+
+// One pass over every page after the metapage: records the reusable pages in the free
 // space map, for inserts to reuse, and returns how many there are; with `live`, also counts
-// the valid slots of the home pages.  An all-zero page was added by an insert that crashed
-// before the WAL record linking it into a chain (relation extension is not WAL-logged);
-// nothing points to it.  A page being added right now is never seen all-zero: the
-// extension lock, held here while the length is read, is held by an inserter until it has
-// locked its new page, and the share lock taken here waits until the page is initialized.
+// the valid slots of the home pages.  Reusable are:
+//  * all-zero pages, added by an insert that crashed before the WAL record linking them
+//    into a chain (relation extension is not WAL-logged).  A page being added right now is
+//    never seen all-zero: the extension lock, held here while the length is read, is held
+//    by an inserter until it has locked its new page, and the share lock taken here waits
+//    until the page is initialized;
+//  * kFree pages, and the orphaned chain pages this pass takes back as kFree (the protocol
+//    in scann_page.h): pages of an insert that failed or crashed before linking them.
 // Every slot holding a valid TID is on a chain (a slot's TID and the link to its page are
 // written in the same record), so counting page by page counts what the chains hold.
 BlockNumber ScanPages(Relation index, const ScannMetaPage& meta, BufferAccessStrategy strategy,
                       double* live) {
+  // Read before any page: an insert whose transaction ended earlier has linked every page
+  // it will ever link.
+  const TransactionId horizon = GetOldestActiveTransactionId();
   const bool need_lock = !RELATION_IS_LOCAL(index);
   if (need_lock) LockRelationForExtension(index, ExclusiveLock);
   const BlockNumber nblocks = RelationGetNumberOfBlocks(index);
   if (need_lock) UnlockRelationForExtension(index, ExclusiveLock);
-  BlockNumber free_pages = 0;
+  // Per page: the `next` link read (chain pages), and the stamp of the chain pages an
+  // ended transaction added (orphans unless a chain reaches them).
+  BlockNumber* next = static_cast<BlockNumber*>(
+      palloc_extended(sizeof(BlockNumber) * Max(nblocks, 1u), MCXT_ALLOC_HUGE));
+  TransactionId* ended = static_cast<TransactionId*>(
+      palloc_extended(sizeof(TransactionId) * Max(nblocks, 1u), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO));
+  BlockNumber free_pages = 0, candidates = 0;
+  for (BlockNumber blkno = 0; blkno < nblocks; blkno++) next[blkno] = InvalidBlockNumber;
   for (BlockNumber blkno = kMetaBlock + 1; blkno < nblocks; blkno++) {
     vacuum_delay_point();
     Buffer buf = ReadBufferExtended(index, MAIN_FORKNUM, blkno, RBM_NORMAL, strategy);
     LockBuffer(buf, BUFFER_LOCK_SHARE);
     Page page = BufferGetPage(buf);
-    if (PageIsNew(page)) {
+    const uint16 type = PageIsNew(page) ? 0 : PageOpaque(page)->type;
+    if (PageIsReusable(page)) {
       RecordFreeIndexPage(index, blkno);
       free_pages++;
-    } else if (live && PageOpaque(page)->type == uint16(PageType::kList)) {
-      ForEachSlot(meta, page, [&](ItemPointer tid) { *live += ItemPointerIsValid(tid); });
+    } else if (type == uint16(PageType::kList) || type == uint16(PageType::kListContinuation)) {
+      next[blkno] = PageOpaque(page)->next;
+      const TransactionId stamp = ((PageHeader)page)->pd_prune_xid;
+      if (TransactionIdIsNormal(stamp) && TransactionIdPrecedes(stamp, horizon)) {
+        ended[blkno] = stamp;
+        candidates++;
+      }
+      if (live && type == uint16(PageType::kList))
+        ForEachSlot(meta, page, [&](ItemPointer tid) { *live += ItemPointerIsValid(tid); });
     }
     UnlockReleaseBuffer(buf);
   }
+  if (candidates > 0) {
+    // Everything the chains reach, through the links as read: a link made after a page
+    // was read belongs to a transaction that had not ended at the horizon.
+    for (uint32 list = 0; list < meta.lists; list++) {
+      for (BlockNumber b = ReadListEntry(index, meta, list).first;
+           b < nblocks && ended[b] != FrozenTransactionId;) {
+        ended[b] = FrozenTransactionId;  // reached
+        b = next[b];
+      }
+    }
+    for (BlockNumber blkno = kMetaBlock + 1; blkno < nblocks; blkno++) {
+      if (!TransactionIdIsNormal(ended[blkno])) continue;
+      vacuum_delay_point();
+      if (TakeBackOrphan(index, blkno, ended[blkno])) {
+        RecordFreeIndexPage(index, blkno);
+        free_pages++;
+      }
+    }
+  }
+  pfree(next);
+  pfree(ended);
   IndexFreeSpaceMapVacuum(index);
   return free_pages;
 }
@@ -113,7 +174,8 @@ IndexBulkDeleteResult* VacuumCleanup(IndexVacuumInfo* info, IndexBulkDeleteResul
   double live = 0;
   const bool count = stats == nullptr;  // no bulk delete ran (nothing dead): count here
   if (count) stats = static_cast<IndexBulkDeleteResult*>(palloc0(sizeof(IndexBulkDeleteResult)));
-  stats->pages_free = ScanPages(index, ReadMetaPage(index), info->strategy, count ? &live : nullptr);
+  stats->pages_free =
+      ScanPages(index, ReadMetaPage(index), info->strategy, count ? &live : nullptr);
   if (count) stats->num_index_tuples = live;
   stats->num_pages = RelationGetNumberOfBlocks(index);
   stats->estimated_count = false;
