@@ -34,7 +34,7 @@
 //    under the extension lock, which an inserter holds until it has locked its new page,
 //    so a page being added is never seen all-zero.  An insert that takes a page from the
 //    map uses it only if it gets its exclusive lock without waiting and finds it still
-//    all-zero (the map is a hint: not WAL-logged, stale after a promotion).
+//    all-zero or kFree (the map is a hint: not WAL-logged, stale after a promotion).
 //  * Pages an insert initializes (kList and kListContinuation) carry the inserting
 //    transaction's id in the page header's pd_prune_xid, which index pages do not otherwise
 //    use (0 on pages written at build).  A block wider than a page writes its continuation
