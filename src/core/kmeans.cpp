@@ -278,10 +278,6 @@ void SelectLowest(uint64_t* keys, int k, int count, int32_t* out_idx) {
   for (int c = 0; c < count; c++) out_idx[c] = int32_t(keys[c] & 0xFFFFFFFFu);
 }
 
-}  // namespace
-
-namespace {
-
 // Calls score(c, s) for every row-major centroid c, in index order, with s = ||c||^2 - 2 q.c,
 // or -q.c for inner_product.  Every dot product comes from the same 8-row kernel (a last
 // partial group is computed as the last eight rows), so equal rows score equally.

@@ -262,7 +262,7 @@ BlockNumber AppendBlock(Relation index, const ScannMetaPage& meta, Buffer tail, 
     PageOpaque(BufferGetPage(fresh[0]))->next = BufferGetBlockNumber(fresh[1]);
     WriteSpanningSlot(index, meta, BufferGetPage(fresh[0]), fresh[0], 0, codes, fresh);
   }
-  InjectFault(Fault::kBeforeLink);
+  InjectFaultBeforeLink();
   state = GenericXLogStart(index);
   Page tail_image = GenericXLogRegisterBuffer(state, tail, 0);
   home = GenericXLogRegisterBuffer(state, fresh[0], GENERIC_XLOG_FULL_IMAGE);

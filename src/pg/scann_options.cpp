@@ -26,7 +26,7 @@ int g_max_probes = -1;
 
 namespace {
 
-// scann.inject_fault: 0 none, else which fault (see InjectFault).
+// scann.inject_fault (see InjectFaultBeforeLink).
 enum FaultSetting { kFaultNone, kFaultErrorBeforeLink, kFaultPanicBeforeLink };
 int g_inject_fault = kFaultNone;
 
@@ -38,8 +38,8 @@ const struct config_enum_entry kFaultOptions[] = {
 
 }  // namespace
 
-void InjectFault(Fault where) {
-  if (likely(g_inject_fault == kFaultNone) || where != Fault::kBeforeLink) return;
+void InjectFaultBeforeLink() {
+  if (likely(g_inject_fault == kFaultNone)) return;
   if (g_inject_fault == kFaultPanicBeforeLink) {
     XLogFlush(GetXLogInsertRecPtr());  // as if the WAL writer had written them already
     ereport(PANIC, (errmsg("scann.inject_fault: crash before linking a new block")));

@@ -25,16 +25,12 @@ extern int g_nprobe;      // scann.nprobe
 extern int g_reorder;     // scann.reorder
 extern int g_max_probes;  // scann.max_probes: -1 = all lists
 
-// Places where the developer-only GUC scann.inject_fault can make an insert fail, for the
-// tests of what a failure or crash there leaves behind (PostgreSQL 15 has no injection
-// points).
-enum class Fault {
-  kNone = 0,
-  kBeforeLink = 1,  // AppendBlock: a block's new pages are written, the linking record not
-};
-// scann.inject_fault = 'error_before_link' raises an ERROR at kBeforeLink;
-// 'panic_before_link' flushes the WAL written so far and raises a PANIC there (a crash).
-void InjectFault(Fault where);
+// Where the developer-only GUC scann.inject_fault makes an insert fail, for the tests of
+// what a failure or crash there leaves behind (PostgreSQL 15 has no injection points):
+// AppendBlock, after a block's new pages are written and before the record linking them.
+// 'error_before_link' raises an ERROR; 'panic_before_link' flushes the WAL written so far
+// and raises a PANIC (a crash).
+void InjectFaultBeforeLink();
 
 // Registers the reloption kind and the GUCs (from _PG_init).
 void InitOptions();

@@ -90,7 +90,7 @@ BlockNumber ScanPages(Relation index, const ScannMetaPage& meta, BufferAccessStr
     // Everything the chains reach, through the links as read: a link made after a page
     // was read belongs to a transaction that had not ended at the horizon.
     for (uint32 list = 0; list < meta.lists; list++) {
-      for (BlockNumber b = ReadListEntry(index, meta, list).first;
+      for (BlockNumber b = ListFirstPage(index, list);
            b < nblocks && ended[b] != FrozenTransactionId;) {
         ended[b] = FrozenTransactionId;  // reached
         b = next[b];
