@@ -3,6 +3,8 @@
 exact            sequential scan of `items` (index scans disabled; the plan is checked)
 scann            CREATE INDEX ... USING scann (embedding <metric>_ops) WITH (--scann-opts);
                  knobs scann.nprobe x scann.reorder
+scann-serial     the same build with max_parallel_maintenance_workers = 0, for the build
+                 time and memory of a serial build; no queries (its pages are the same)
 pgvector-hnsw    pgvector's HNSW on a vector(d) copy of the table; knob hnsw.ef_search
 pgvector-ivfflat pgvector's IVFFlat on the same copy; knob ivfflat.probes
 ceiling          a prepared query that only parses the vector: the round trip every system
@@ -115,6 +117,18 @@ class Scann(_Indexed):
                 for n, r in itertools.product(self.cfg.nprobe, self.cfg.reorder)]
 
 
+class ScannSerial(Scann):
+    name = "scann-serial"
+    index = "items_scann_serial_idx"
+
+    def build_sql(self):
+        return ("SET max_parallel_maintenance_workers = 0; " + super().build_sql()
+                + "; RESET max_parallel_maintenance_workers")
+
+    def points(self):
+        return []
+
+
 class _Pgvector(_Indexed):
     """Common part of pgvector's two index types: the vector(d) copy of the table."""
     table = PGVECTOR_TABLE
@@ -179,4 +193,5 @@ class PgvectorIvfflat(_Pgvector):
         return [{"ivfflat.probes": str(p)} for p in self.cfg.probes]
 
 
-SYSTEMS = {cls.name: cls for cls in (Exact, Scann, PgvectorHnsw, PgvectorIvfflat, Ceiling)}
+SYSTEMS = {cls.name: cls for cls in (Exact, Scann, ScannSerial, PgvectorHnsw, PgvectorIvfflat,
+                                     Ceiling)}

@@ -5,7 +5,9 @@ package ScannTest;
 
 use strict;
 use warnings;
+use IPC::Run;
 use JSON::PP;
+use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $data_root = $ENV{PG_SCANN_DATA} || '/var/tmp/pg_scann-data';
@@ -120,6 +122,43 @@ SELECT round(avg(hits) / 10.0, 4) || ' ' || min(n) FROM (
 });
 	my ($recall, $min_rows) = split / /, $result;
 	return wantarray ? ($recall, $min_rows) : $recall;
+}
+
+# Runs `$code` while one client inserts copies of random rows among the first $rows of
+# TABLE(id, embedding) for 5 seconds (started a second earlier, so inserts overlap every
+# phase of what $code runs); returns the number of rows inserted. Ids of the copies come
+# from a sequence copy_ids starting at 1,000,000.
+sub while_inserting {
+	my ($node, $table, $rows, $code) = @_;
+	$node->safe_psql('postgres', 'CREATE SEQUENCE IF NOT EXISTS copy_ids START 1000000');
+	my $script = $node->basedir . "/insert_$table.sql";
+	unlink $script;
+	append_to_file($script,
+		"\\set r random(1, $rows)\n"
+		  . "INSERT INTO $table SELECT nextval('copy_ids'), embedding FROM $table WHERE id = :r;\n");
+	my ($out, $err) = ('', '');
+	my $h = IPC::Run::start(
+		[
+			'pgbench', '--no-vacuum', '--client=1', '--time=5', '-f', $script,
+			'-h', $node->host, '-p', $node->port, 'postgres'
+		],
+		'>', \$out, '2>', \$err);
+	sleep 1;
+	$code->();
+	$h->finish;
+	my ($processed) = $out =~ /number of transactions actually processed: (\d+)/;
+	return $processed // 0;
+}
+
+# Checks that a scan of every list of TABLE's cosine index returns each of its rows once.
+sub every_row_once {
+	my ($node, $table, $what) = @_;
+	my $rows = $node->safe_psql('postgres', "SELECT count(*) FROM $table");
+	is($node->safe_psql('postgres', qq{SET enable_seqscan = off;
+SET scann.nprobe = 10000; SET scann.reorder = $rows;
+SELECT count(*) || ' ' || count(DISTINCT id) FROM (SELECT id FROM $table
+  ORDER BY embedding <=> (SELECT embedding FROM $table WHERE id = 7) LIMIT $rows) s}),
+		"$rows $rows", "$what: a scan of every list returns each of the $rows rows once");
 }
 
 # Recall of @$got against @$expected (ids), as a fraction of @$expected.

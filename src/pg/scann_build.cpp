@@ -1,6 +1,16 @@
 // CREATE INDEX: count rows -> sample -> train centroids and codebooks -> assign and encode
 // every row (sorted by list in a tuplesort, so memory stays within maintenance_work_mem) ->
 // write the metapage, streams, directory and list chains -> WAL-log the whole range.
+//
+// The assign-and-encode pass, the per-row work, runs in parallel workers when the planner
+// grants them (plan_create_index_workers: max_parallel_maintenance_workers, the table's
+// size or its parallel_workers option, maintenance_work_mem of at least 32 MB per
+// participant). The leader trains alone and shares the centroids and codebooks in the
+// parallel DSM segment; each participant (the workers, and the leader unless
+// parallel_leader_participation is off) encodes the blocks of a parallel heap scan into its
+// own run of a shared tuplesort, which the leader merges. The sort key (list, heap TID) is
+// unique, so the merged order, and with it every page of the index, is the same as in a
+// serial build.
 #include "pg/scann_build.h"
 
 #include <algorithm>
@@ -19,16 +29,29 @@
 #include "pg/scann_vector.h"
 
 extern "C" {
+#include "access/parallel.h"
+#include "access/table.h"
 #include "access/tableam.h"
+#include "access/xact.h"
 #include "catalog/index.h"
 #include "catalog/pg_operator_d.h"
 #include "catalog/pg_type_d.h"
 #include "commands/progress.h"
+#include "executor/instrument.h"
 #include "miscadmin.h"
+#include "optimizer/optimizer.h"
 #include "pgstat.h"
+#include "port/atomics.h"
 #include "storage/bufmgr.h"
+#include "storage/condition_variable.h"
+#include "storage/spin.h"
+#include "tcop/tcopprot.h"
 #include "utils/backend_progress.h"
+#include "utils/snapmgr.h"
 #include "utils/tuplesort.h"
+#include "utils/wait_event.h"
+
+PGDLLEXPORT void scann_parallel_build_main(dsm_segment* seg, shm_toc* toc);
 }
 
 namespace scann::pg {
@@ -51,6 +74,39 @@ constexpr uint32 kMinTrainingRows = 100;
 constexpr uint64_t kSeed = 0x5ca11ab1e0f5ca1ull;
 constexpr int kKMeansIterations = 10;
 constexpr int kPqIterations = 8;
+
+// The state a parallel encoding pass shares in its DSM segment (ParallelTableScanDesc after
+// it). Participants add their rows to `indexed` and `done` when their run is sorted.
+struct ParallelShared {
+  Oid heap_relid;
+  Oid index_relid;
+  bool concurrent;
+  int dims;
+  uint32 lists;
+  uint32 dims_per_subspace;
+  float anisotropic_threshold;  // as the build resolved it (scaled for ip)
+  uint32 code_bytes;
+  int sort_mem;  // kB per participant
+  ConditionVariable done_cv;
+  slock_t mutex;
+  int done;                  // participants whose run is sorted
+  double indexed;            // rows they put into the sort
+  pg_atomic_uint64 encoded;  // rows encoded so far, for the leader's progress report
+};
+
+ParallelTableScanDesc ParallelScanOf(ParallelShared* shared) {
+  return reinterpret_cast<ParallelTableScanDesc>(reinterpret_cast<char*>(shared) +
+                                                 BUFFERALIGN(sizeof(ParallelShared)));
+}
+
+// Keys of the parallel build's DSM table of contents.
+constexpr uint64 kKeyShared = UINT64CONST(0x5CA0000000000001);
+constexpr uint64 kKeySort = UINT64CONST(0x5CA0000000000002);
+constexpr uint64 kKeyCentroids = UINT64CONST(0x5CA0000000000003);
+constexpr uint64 kKeyCodebooks = UINT64CONST(0x5CA0000000000004);
+constexpr uint64 kKeyQueryText = UINT64CONST(0x5CA0000000000005);
+constexpr uint64 kKeyBufferUsage = UINT64CONST(0x5CA0000000000006);
+constexpr uint64 kKeyWalUsage = UINT64CONST(0x5CA0000000000007);
 
 struct BuildState {
   Relation heap;
@@ -87,6 +143,16 @@ struct BuildState {
   int32* chunk_lists;
   uint32 chunk_cap;
   uint32 chunk_rows;
+
+  // Parallel encoding (null / 0 in a serial build).
+  bool report_progress;  // false in workers
+  ParallelShared* shared;
+  Sharedsort* sharedsort;
+  ParallelContext* pcxt;  // leader only, from here on
+  Snapshot snapshot;
+  int participants;  // tuplesorts to merge: workers launched, plus the leader's own
+  BufferUsage* buffer_usage;
+  WalUsage* wal_usage;
 };
 
 // Pass 1: rows to index, and the dimensions of the first one.
@@ -168,7 +234,9 @@ void FlushChunk(BuildState* bs) {
     PutRecord(bs, uint32(bs->chunk_lists[i]), &bs->chunk_tids[i]);
   }
   bs->chunk_rows = 0;
-  pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, int64(bs->indexed));
+  int64 done =
+      bs->shared ? int64(pg_atomic_add_fetch_u64(&bs->shared->encoded, n)) : int64(bs->indexed);
+  if (bs->report_progress) pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, done);
   CHECK_FOR_INTERRUPTS();
 }
 
@@ -235,10 +303,7 @@ void Train(BuildState* bs) {
   bs->opts.lists = Min(bs->opts.lists, n);
   bs->centroids = static_cast<float*>(
       MemoryContextAllocHuge(CurrentMemoryContext, sizeof(float) * size_t(bs->opts.lists) * dims));
-  PqOptions pq_opts;
-  pq_opts.dims_per_subspace = bs->opts.dims_per_subspace;
-  pq_opts.anisotropic = bs->opts.anisotropic_threshold > 0;
-  pq_opts.threshold = pq_opts.anisotropic ? bs->opts.anisotropic_threshold : 0.2f;
+  PqOptions pq_opts = EncodingOptions(bs->opts.dims_per_subspace, bs->opts.anisotropic_threshold);
   pq_opts.iterations = kPqIterations;
   pq_opts.seed = kSeed;
   pq_opts.check_interrupts = CheckInterrupts;
@@ -266,27 +331,184 @@ void Train(BuildState* bs) {
   bs->sample = nullptr;
 }
 
-void EncodeRows(BuildState* bs) {
-  pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, kPhaseEncode);
-  pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_TOTAL, int64(bs->rows));
+// Per-row buffers of the encoding pass.
+void BeginEncoding(BuildState* bs) {
   int dims = Max(bs->dims, 1);
   if (bs->vec == nullptr) bs->vec = static_cast<float*>(palloc(sizeof(float) * dims));
   bs->residual = static_cast<float*>(palloc(sizeof(float) * dims));
   bs->codes = static_cast<uint8_t*>(palloc0(std::max<uint32>(bs->code_bytes, 1)));
-  bs->sort = tuplesort_begin_datum(BYTEAOID, ByteaLessOperator, InvalidOid, false,
-                                   maintenance_work_mem, nullptr, TUPLESORT_NONE);
   if (bs->trained) {
     bs->chunk_cap = uint32(std::max<size_t>(
         1, std::min<size_t>(kChunkRows, kChunkBytes / (sizeof(float) * size_t(dims)))));
     bs->chunk = static_cast<float*>(palloc(sizeof(float) * size_t(bs->chunk_cap) * dims));
-    bs->chunk_tids =
-        static_cast<ItemPointerData*>(palloc(sizeof(ItemPointerData) * bs->chunk_cap));
+    bs->chunk_tids = static_cast<ItemPointerData*>(palloc(sizeof(ItemPointerData) * bs->chunk_cap));
     bs->chunk_lists = static_cast<int32*>(palloc(sizeof(int32) * bs->chunk_cap));
     bs->chunk_rows = 0;
   }
-  table_index_build_scan(bs->heap, bs->index, bs->index_info, true, true, EncodeCallback, bs,
-                         nullptr);
-  if (bs->trained) FlushChunk(bs);
+}
+
+// A sort of records by (list, TID): a serial build's (coordinate null), a participant's run
+// or the leader's merge of the runs.
+Tuplesortstate* BeginSort(int sort_mem, SortCoordinate coordinate) {
+  return tuplesort_begin_datum(BYTEAOID, ByteaLessOperator, InvalidOid, false, sort_mem, coordinate,
+                               TUPLESORT_NONE);
+}
+
+// One participant's share of a parallel pass: the blocks of the parallel heap scan it gets,
+// encoded into its sorted run.
+void EncodeShare(BuildState* bs, int sort_mem, bool progress) {
+  SortCoordinate coordinate = static_cast<SortCoordinate>(palloc0(sizeof(SortCoordinateData)));
+  coordinate->isWorker = true;
+  coordinate->nParticipants = -1;
+  coordinate->sharedsort = bs->sharedsort;
+  bs->sort = BeginSort(sort_mem, coordinate);
+  TableScanDesc scan = table_beginscan_parallel(bs->heap, ParallelScanOf(bs->shared));
+  table_index_build_scan(bs->heap, bs->index, bs->index_info, true, progress, EncodeCallback, bs,
+                         scan);  // ends the scan
+  FlushChunk(bs);
+  tuplesort_performsort(bs->sort);
+  tuplesort_end(bs->sort);
+  bs->sort = nullptr;
+  SpinLockAcquire(&bs->shared->mutex);
+  bs->shared->done++;
+  bs->shared->indexed += bs->indexed;
+  SpinLockRelease(&bs->shared->mutex);
+  ConditionVariableSignal(&bs->shared->done_cv);
+}
+
+void EndParallel(BuildState* bs) {
+  if (bs->pcxt == nullptr) return;
+  WaitForParallelWorkersToFinish(bs->pcxt);
+  for (int i = 0; i < bs->pcxt->nworkers_launched; i++)
+    InstrAccumParallelQuery(&bs->buffer_usage[i], &bs->wal_usage[i]);
+  if (IsMVCCSnapshot(bs->snapshot)) UnregisterSnapshot(bs->snapshot);
+  DestroyParallelContext(bs->pcxt);
+  ExitParallelMode();
+  bs->pcxt = nullptr;
+}
+
+// Launches the workers the planner grants the encoding pass and shares the trained model
+// with them. Leaves bs->shared null (a serial pass) when none could be launched.
+void BeginParallel(BuildState* bs) {
+  if (!bs->trained || bs->heap == nullptr || bs->fork != MAIN_FORKNUM) return;
+  int request = plan_create_index_workers(RelationGetRelid(bs->heap), RelationGetRelid(bs->index));
+  if (request <= 0) return;
+  const bool leader_participates = parallel_leader_participation;
+  const int sorts = request + (leader_participates ? 1 : 0);
+  const size_t centroid_bytes = sizeof(float) * size_t(bs->opts.lists) * bs->dims;
+  const size_t codebook_bytes = sizeof(float) * bs->pq->codebook_floats();
+
+  EnterParallelMode();
+  ParallelContext* pcxt = CreateParallelContext("pg_scann", "scann_parallel_build_main", request);
+  Snapshot snapshot =
+      bs->index_info->ii_Concurrent ? RegisterSnapshot(GetTransactionSnapshot()) : SnapshotAny;
+  Size shared_bytes = add_size(BUFFERALIGN(sizeof(ParallelShared)),
+                               table_parallelscan_estimate(bs->heap, snapshot));
+  shm_toc_estimate_chunk(&pcxt->estimator, shared_bytes);
+  shm_toc_estimate_chunk(&pcxt->estimator, tuplesort_estimate_shared(sorts));
+  shm_toc_estimate_chunk(&pcxt->estimator, centroid_bytes);
+  shm_toc_estimate_chunk(&pcxt->estimator, codebook_bytes);
+  shm_toc_estimate_chunk(&pcxt->estimator, mul_size(sizeof(BufferUsage), pcxt->nworkers));
+  shm_toc_estimate_chunk(&pcxt->estimator, mul_size(sizeof(WalUsage), pcxt->nworkers));
+  size_t query_bytes = debug_query_string ? strlen(debug_query_string) + 1 : 0;
+  if (query_bytes) shm_toc_estimate_chunk(&pcxt->estimator, query_bytes);
+  shm_toc_estimate_keys(&pcxt->estimator, query_bytes ? 7 : 6);
+  InitializeParallelDSM(pcxt);
+  if (pcxt->seg == nullptr) {  // no dynamic shared memory to be had: build serially
+    if (IsMVCCSnapshot(snapshot)) UnregisterSnapshot(snapshot);
+    DestroyParallelContext(pcxt);
+    ExitParallelMode();
+    return;
+  }
+
+  ParallelShared* shared = static_cast<ParallelShared*>(shm_toc_allocate(pcxt->toc, shared_bytes));
+  shared->heap_relid = RelationGetRelid(bs->heap);
+  shared->index_relid = RelationGetRelid(bs->index);
+  shared->concurrent = bs->index_info->ii_Concurrent;
+  shared->dims = bs->dims;
+  shared->lists = bs->opts.lists;
+  shared->dims_per_subspace = bs->opts.dims_per_subspace;
+  shared->anisotropic_threshold = bs->opts.anisotropic_threshold;
+  shared->code_bytes = bs->code_bytes;
+  shared->sort_mem = Max(maintenance_work_mem / sorts, 64);
+  ConditionVariableInit(&shared->done_cv);
+  SpinLockInit(&shared->mutex);
+  shared->done = 0;
+  shared->indexed = 0;
+  pg_atomic_init_u64(&shared->encoded, 0);
+  table_parallelscan_initialize(bs->heap, ParallelScanOf(shared), snapshot);
+  Sharedsort* sharedsort =
+      static_cast<Sharedsort*>(shm_toc_allocate(pcxt->toc, tuplesort_estimate_shared(sorts)));
+  tuplesort_initialize_shared(sharedsort, sorts, pcxt->seg);
+  void* centroids = shm_toc_allocate(pcxt->toc, centroid_bytes);
+  std::memcpy(centroids, bs->centroids, centroid_bytes);
+  void* codebooks = shm_toc_allocate(pcxt->toc, codebook_bytes);
+  std::memcpy(codebooks, bs->pq->codebooks(), codebook_bytes);
+  bs->buffer_usage = static_cast<BufferUsage*>(
+      shm_toc_allocate(pcxt->toc, mul_size(sizeof(BufferUsage), pcxt->nworkers)));
+  bs->wal_usage = static_cast<WalUsage*>(
+      shm_toc_allocate(pcxt->toc, mul_size(sizeof(WalUsage), pcxt->nworkers)));
+  shm_toc_insert(pcxt->toc, kKeyShared, shared);
+  shm_toc_insert(pcxt->toc, kKeySort, sharedsort);
+  shm_toc_insert(pcxt->toc, kKeyCentroids, centroids);
+  shm_toc_insert(pcxt->toc, kKeyCodebooks, codebooks);
+  shm_toc_insert(pcxt->toc, kKeyBufferUsage, bs->buffer_usage);
+  shm_toc_insert(pcxt->toc, kKeyWalUsage, bs->wal_usage);
+  if (query_bytes) {
+    char* query = static_cast<char*>(shm_toc_allocate(pcxt->toc, query_bytes));
+    std::memcpy(query, debug_query_string, query_bytes);
+    shm_toc_insert(pcxt->toc, kKeyQueryText, query);
+  }
+
+  LaunchParallelWorkers(pcxt);
+  bs->pcxt = pcxt;
+  bs->snapshot = snapshot;
+  if (pcxt->nworkers_launched == 0) {  // none to be had: build serially
+    EndParallel(bs);
+    return;
+  }
+  bs->shared = shared;
+  bs->sharedsort = sharedsort;
+  bs->participants = pcxt->nworkers_launched + (leader_participates ? 1 : 0);
+  ereport(DEBUG1, (errmsg_internal("scann index \"%s\" encodes rows with %d parallel workers",
+                                   RelationGetRelationName(bs->index), pcxt->nworkers_launched)));
+  if (leader_participates) EncodeShare(bs, shared->sort_mem, true);
+  // Should a worker fail to start, this errors out instead of waiting for it forever below.
+  WaitForParallelWorkersToAttach(pcxt);
+}
+
+// The leader waits until every participant has sorted its run, then merges the runs.
+void MergeShares(BuildState* bs) {
+  for (;;) {
+    SpinLockAcquire(&bs->shared->mutex);
+    int done = bs->shared->done;
+    SpinLockRelease(&bs->shared->mutex);
+    if (done == bs->participants) break;
+    ConditionVariableSleep(&bs->shared->done_cv, WAIT_EVENT_PARALLEL_CREATE_INDEX_SCAN);
+  }
+  ConditionVariableCancelSleep();
+  bs->indexed = bs->shared->indexed;
+  pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, int64(bs->indexed));
+  SortCoordinate coordinate = static_cast<SortCoordinate>(palloc0(sizeof(SortCoordinateData)));
+  coordinate->isWorker = false;
+  coordinate->nParticipants = bs->participants;
+  coordinate->sharedsort = bs->sharedsort;
+  bs->sort = BeginSort(maintenance_work_mem, coordinate);
+}
+
+void EncodeRows(BuildState* bs) {
+  pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, kPhaseEncode);
+  pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_TOTAL, int64(bs->rows));
+  BeginEncoding(bs);
+  BeginParallel(bs);
+  if (bs->shared) {
+    MergeShares(bs);
+  } else {
+    bs->sort = BeginSort(maintenance_work_mem, nullptr);
+    table_index_build_scan(bs->heap, bs->index, bs->index_info, true, true, EncodeCallback, bs,
+                           nullptr);
+    if (bs->trained) FlushChunk(bs);
+  }
   pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, kPhaseSort);
   tuplesort_performsort(bs->sort);
 }
@@ -382,6 +604,7 @@ void InitBuildState(BuildState* bs, Relation heap, Relation index, IndexInfo* in
   bs->metric = IndexMetric(index);
   bs->row_cxt =
       AllocSetContextCreate(CurrentMemoryContext, "scann build row", ALLOCSET_DEFAULT_SIZES);
+  bs->report_progress = true;
 }
 
 void BuildIndex(BuildState* bs) {
@@ -409,6 +632,7 @@ void BuildIndex(BuildState* bs) {
   }
   if (bs->heap && bs->rows > 0) EncodeRows(bs);
   ScannMetaPage meta = WriteIndex(bs);
+  EndParallel(bs);  // after the merge has been read back
   WriteMetaPage(bs->index, bs->fork, meta);
   if (bs->fork == INIT_FORKNUM || RelationNeedsWAL(bs->index))
     log_newpage_range(bs->index, bs->fork, 0, RelationGetNumberOfBlocksInFork(bs->index, bs->fork),
@@ -474,3 +698,46 @@ char* BuildPhaseName(int64 phase) {
 }
 
 }  // namespace scann::pg
+
+// A parallel worker of CREATE INDEX: encodes its share of the heap with the leader's
+// centroids and codebooks into its run of the shared sort.
+void scann_parallel_build_main(dsm_segment* seg, shm_toc* toc) {
+  using namespace scann::pg;
+  ParallelShared* shared = static_cast<ParallelShared*>(shm_toc_lookup(toc, kKeyShared, false));
+  debug_query_string = static_cast<char*>(shm_toc_lookup(toc, kKeyQueryText, true));
+  pgstat_report_activity(STATE_RUNNING, debug_query_string);
+  // The leader's locks, as btree's workers take them (the lock group makes them compatible).
+  LOCKMODE heap_lock = shared->concurrent ? ShareUpdateExclusiveLock : ShareLock;
+  LOCKMODE index_lock = shared->concurrent ? RowExclusiveLock : AccessExclusiveLock;
+  Relation heap = table_open(shared->heap_relid, heap_lock);
+  Relation index = index_open(shared->index_relid, index_lock);
+  IndexInfo* info = BuildIndexInfo(index);
+  info->ii_Concurrent = shared->concurrent;
+  Sharedsort* sharedsort = static_cast<Sharedsort*>(shm_toc_lookup(toc, kKeySort, false));
+  tuplesort_attach_shared(sharedsort, seg);
+  InstrStartParallelQuery();
+
+  BuildState bs;
+  InitBuildState(&bs, heap, index, info, MAIN_FORKNUM);
+  bs.report_progress = false;
+  bs.shared = shared;
+  bs.sharedsort = sharedsort;
+  bs.dims = shared->dims;
+  bs.trained = true;
+  bs.opts.lists = shared->lists;
+  bs.code_bytes = shared->code_bytes;
+  bs.centroids = static_cast<float*>(shm_toc_lookup(toc, kKeyCentroids, false));
+  const float* codebooks = static_cast<const float*>(shm_toc_lookup(toc, kKeyCodebooks, false));
+  bs.pq = NewInContext<scann::ProductQuantizer>(
+      CurrentMemoryContext, shared->dims,
+      EncodingOptions(shared->dims_per_subspace, shared->anisotropic_threshold), codebooks);
+  BeginEncoding(&bs);
+  EncodeShare(&bs, shared->sort_mem, false);
+
+  BufferUsage* buffer_usage =
+      static_cast<BufferUsage*>(shm_toc_lookup(toc, kKeyBufferUsage, false));
+  WalUsage* wal_usage = static_cast<WalUsage*>(shm_toc_lookup(toc, kKeyWalUsage, false));
+  InstrEndParallelQuery(&buffer_usage[ParallelWorkerNumber], &wal_usage[ParallelWorkerNumber]);
+  index_close(index, index_lock);
+  table_close(heap, heap_lock);
+}

@@ -214,6 +214,14 @@ void ForgetQuantizers(Datum, Oid relid) {
 
 void InitQuantizerCache() { CacheRegisterRelcacheCallback(ForgetQuantizers, 0); }
 
+PqOptions EncodingOptions(uint32 dims_per_subspace, float anisotropic_threshold) {
+  PqOptions o;
+  o.dims_per_subspace = int(dims_per_subspace);
+  o.anisotropic = anisotropic_threshold > 0;
+  o.threshold = o.anisotropic ? anisotropic_threshold : 0.2f;
+  return o;
+}
+
 const ProductQuantizer* GetQuantizer(Relation index) {
   const IndexState* state = GetIndexState(index);
   const ScannMetaPage& meta = state->meta;
@@ -222,11 +230,9 @@ const ProductQuantizer* GetQuantizer(Relation index) {
     for (const CachedQuantizer& c : *g_quantizers)
       if (c.relid == RelationGetRelid(index) && RelFileNodeEquals(c.node, index->rd_node))
         return c.pq.get();
-    PqOptions opts;
-    opts.dims_per_subspace = int(meta.dims_per_subspace);
-    opts.anisotropic = meta.anisotropic_threshold > 0;
-    opts.threshold = opts.anisotropic ? meta.anisotropic_threshold : 0.2f;
-    auto pq = std::make_unique<ProductQuantizer>(int(meta.dims), opts, state->codebooks);
+    auto pq = std::make_unique<ProductQuantizer>(
+        int(meta.dims), EncodingOptions(meta.dims_per_subspace, meta.anisotropic_threshold),
+        state->codebooks);
     g_quantizers->push_back({RelationGetRelid(index), index->rd_node, std::move(pq)});
     return g_quantizers->back().pq.get();
   });

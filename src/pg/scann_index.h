@@ -37,6 +37,10 @@ struct IndexState {
 // indexes; valid until the next call that can process invalidations.
 const ProductQuantizer* GetQuantizer(Relation index);
 
+// The quantizer options that encoding depends on, from the options the build resolved (and
+// froze in the metapage): the build's participants and later inserts encode with these.
+PqOptions EncodingOptions(uint32 dims_per_subspace, float anisotropic_threshold);
+
 // Registers the invalidation callback of GetQuantizer's cache (from _PG_init).
 void InitQuantizerCache();
 
