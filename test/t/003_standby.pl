@@ -12,7 +12,11 @@ use ScannTest;
 
 my $primary = PostgreSQL::Test::Cluster->new('primary');
 $primary->init(allows_streaming => 1);
-$primary->append_conf('postgresql.conf', "maintenance_work_mem = 256MB");
+# wal_consistency_checking: every generic WAL record also carries the page image it must
+# produce, and the standby's replay fails (FATAL "inconsistent page found") unless its
+# page equals that image.
+$primary->append_conf('postgresql.conf',
+	"maintenance_work_mem = 256MB\nwal_consistency_checking = 'generic'");
 $primary->start;
 $primary->backup('backup');
 my $standby = PostgreSQL::Test::Cluster->new('standby');
@@ -101,6 +105,9 @@ my ($ret, $out, $err) = $standby->psql('postgres', q{
 SET enable_seqscan = off; SELECT count(*) FROM (SELECT 1 FROM late ORDER BY v <-> '{1,2,3}' LIMIT 5) s});
 like($err, qr/expected 784 dimensions, got 3/,
 	'the standby knows the dimension the primary learned from the first row');
+
+unlike(slurp_file($standby->logfile), qr/inconsistent page found/,
+	'every page the standby replayed equals the image the primary logged with it');
 
 $standby->stop;
 $primary->stop;

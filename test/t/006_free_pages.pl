@@ -19,6 +19,8 @@ use ScannTest;
 
 my $node = PostgreSQL::Test::Cluster->new('free_pages');
 $node->init(allows_streaming => 1);
+# The standby checks every replayed generic WAL record against the page image it carries.
+$node->append_conf('postgresql.conf', "wal_consistency_checking = 'generic'");
 $node->start;
 my $set = ScannTest::dataset('minilm');
 $node->safe_psql('postgres', 'CREATE EXTENSION pg_scann; CREATE EXTENSION pageinspect');

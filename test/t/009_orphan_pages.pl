@@ -16,7 +16,10 @@ use ScannTest;
 
 my $node = PostgreSQL::Test::Cluster->new('orphans');
 $node->init(allows_streaming => 1);
-$node->append_conf('postgresql.conf', "restart_after_crash = on\nautovacuum = off");
+# Crash recovery and the standby check every replayed generic WAL record against the page
+# image it carries (wal_consistency_checking).
+$node->append_conf('postgresql.conf',
+	"restart_after_crash = on\nautovacuum = off\nwal_consistency_checking = 'generic'");
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION pg_scann; CREATE EXTENSION pageinspect');
 my $set = ScannTest::dataset('fashion-mnist');
