@@ -91,6 +91,7 @@ struct ParallelShared {
   slock_t mutex;
   int done;                  // participants whose run is sorted
   double indexed;            // rows they put into the sort
+  bool broken_hot_chain;     // a participant's scan met one (see EncodeShare)
   pg_atomic_uint64 encoded;  // rows encoded so far, for the leader's progress report
 };
 
@@ -372,6 +373,10 @@ void EncodeShare(BuildState* bs, int sort_mem, bool progress) {
   SpinLockAcquire(&bs->shared->mutex);
   bs->shared->done++;
   bs->shared->indexed += bs->indexed;
+  // A HOT chain whose tuples differ in the indexed column, met by any participant, makes
+  // index_build set indcheckxmin (old snapshots must not use the index): the leader has to
+  // know about the workers' too.
+  bs->shared->broken_hot_chain |= bs->index_info->ii_BrokenHotChain;
   SpinLockRelease(&bs->shared->mutex);
   ConditionVariableSignal(&bs->shared->done_cv);
 }
@@ -435,6 +440,7 @@ void BeginParallel(BuildState* bs) {
   SpinLockInit(&shared->mutex);
   shared->done = 0;
   shared->indexed = 0;
+  shared->broken_hot_chain = false;
   pg_atomic_init_u64(&shared->encoded, 0);
   table_parallelscan_initialize(bs->heap, ParallelScanOf(shared), snapshot);
   Sharedsort* sharedsort =
@@ -488,6 +494,7 @@ void MergeShares(BuildState* bs) {
   }
   ConditionVariableCancelSleep();
   bs->indexed = bs->shared->indexed;
+  if (bs->shared->broken_hot_chain) bs->index_info->ii_BrokenHotChain = true;
   pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, int64(bs->indexed));
   SortCoordinate coordinate = static_cast<SortCoordinate>(palloc0(sizeof(SortCoordinateData)));
   coordinate->isWorker = false;
