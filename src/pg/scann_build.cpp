@@ -1,12 +1,15 @@
-// CREATE INDEX: count rows -> sample -> train centroids and codebooks -> assign and encode
-// every row (sorted by list in a tuplesort, so memory stays within maintenance_work_mem) ->
-// write the metapage, streams, directory and list chains -> WAL-log the whole range.
+// CREATE INDEX: count rows -> sample -> train centroids and codebooks -> write them (the
+// streams after the metapage) -> assign and encode every row (sorted by list in a
+// tuplesort, so memory stays within maintenance_work_mem) -> write the directory, the list
+// chains and the metapage -> WAL-log the whole range.
 //
 // The assign-and-encode pass, the per-row work, runs in parallel workers when the planner
 // grants them (plan_create_index_workers: max_parallel_maintenance_workers, the table's
 // size or its parallel_workers option, maintenance_work_mem of at least 32 MB per
-// participant). The leader trains alone and shares the centroids and codebooks in the
-// parallel DSM segment; each participant (the workers, and the leader unless
+// participant). The leader trains alone; the workers read the centroids and codebooks from
+// the streams it has written (through shared buffers), so the DSM segment stays small
+// however large lists x dims is (a container's /dev/shm often holds 64 MB in all). Each
+// participant (the workers, and the leader unless
 // parallel_leader_participation is off) encodes the blocks of a parallel heap scan into its
 // own run of a shared tuplesort, which the leader merges. The sort key (list, heap TID) is
 // unique, so the merged order, and with it every page of the index, is the same as in a
@@ -87,6 +90,11 @@ struct ParallelShared {
   float anisotropic_threshold;  // as the build resolved it (scaled for ip)
   uint32 code_bytes;
   int sort_mem;  // kB per participant
+  // The trained model, already written to the index (the streams after the metapage): the
+  // workers read it from there, so the segment stays small whatever lists x dims is.
+  BlockNumber centroid_start;
+  BlockNumber codebook_start;
+  size_t codebook_floats;
   ConditionVariable done_cv;
   slock_t mutex;
   int done;                  // participants whose run is sorted
@@ -103,8 +111,6 @@ ParallelTableScanDesc ParallelScanOf(ParallelShared* shared) {
 // Keys of the parallel build's DSM table of contents.
 constexpr uint64 kKeyShared = UINT64CONST(0x5CA0000000000001);
 constexpr uint64 kKeySort = UINT64CONST(0x5CA0000000000002);
-constexpr uint64 kKeyCentroids = UINT64CONST(0x5CA0000000000003);
-constexpr uint64 kKeyCodebooks = UINT64CONST(0x5CA0000000000004);
 constexpr uint64 kKeyQueryText = UINT64CONST(0x5CA0000000000005);
 constexpr uint64 kKeyBufferUsage = UINT64CONST(0x5CA0000000000006);
 constexpr uint64 kKeyWalUsage = UINT64CONST(0x5CA0000000000007);
@@ -132,6 +138,11 @@ struct BuildState {
   bool trained;
   float* centroids;
   ProductQuantizer* pq;
+  // Where WriteModel put the centroid and codebook streams.
+  BlockNumber centroid_start;
+  BlockNumber codebook_start;
+  uint32 centroid_pages;
+  uint32 codebook_pages;
   float* vec;
   float* residual;
   uint8_t* codes;
@@ -400,8 +411,6 @@ void BeginParallel(BuildState* bs) {
   if (request <= 0) return;
   const bool leader_participates = parallel_leader_participation;
   const int sorts = request + (leader_participates ? 1 : 0);
-  const size_t centroid_bytes = sizeof(float) * size_t(bs->opts.lists) * bs->dims;
-  const size_t codebook_bytes = sizeof(float) * bs->pq->codebook_floats();
 
   EnterParallelMode();
   ParallelContext* pcxt = CreateParallelContext("pg_scann", "scann_parallel_build_main", request);
@@ -411,13 +420,11 @@ void BeginParallel(BuildState* bs) {
                                table_parallelscan_estimate(bs->heap, snapshot));
   shm_toc_estimate_chunk(&pcxt->estimator, shared_bytes);
   shm_toc_estimate_chunk(&pcxt->estimator, tuplesort_estimate_shared(sorts));
-  shm_toc_estimate_chunk(&pcxt->estimator, centroid_bytes);
-  shm_toc_estimate_chunk(&pcxt->estimator, codebook_bytes);
   shm_toc_estimate_chunk(&pcxt->estimator, mul_size(sizeof(BufferUsage), pcxt->nworkers));
   shm_toc_estimate_chunk(&pcxt->estimator, mul_size(sizeof(WalUsage), pcxt->nworkers));
   size_t query_bytes = debug_query_string ? strlen(debug_query_string) + 1 : 0;
   if (query_bytes) shm_toc_estimate_chunk(&pcxt->estimator, query_bytes);
-  shm_toc_estimate_keys(&pcxt->estimator, query_bytes ? 7 : 6);
+  shm_toc_estimate_keys(&pcxt->estimator, query_bytes ? 5 : 4);
   InitializeParallelDSM(pcxt);
   if (pcxt->seg == nullptr) {  // no dynamic shared memory to be had: build serially
     if (IsMVCCSnapshot(snapshot)) UnregisterSnapshot(snapshot);
@@ -436,6 +443,9 @@ void BeginParallel(BuildState* bs) {
   shared->anisotropic_threshold = bs->opts.anisotropic_threshold;
   shared->code_bytes = bs->code_bytes;
   shared->sort_mem = Max(maintenance_work_mem / sorts, 64);
+  shared->centroid_start = bs->centroid_start;
+  shared->codebook_start = bs->codebook_start;
+  shared->codebook_floats = bs->pq->codebook_floats();
   ConditionVariableInit(&shared->done_cv);
   SpinLockInit(&shared->mutex);
   shared->done = 0;
@@ -446,18 +456,12 @@ void BeginParallel(BuildState* bs) {
   Sharedsort* sharedsort =
       static_cast<Sharedsort*>(shm_toc_allocate(pcxt->toc, tuplesort_estimate_shared(sorts)));
   tuplesort_initialize_shared(sharedsort, sorts, pcxt->seg);
-  void* centroids = shm_toc_allocate(pcxt->toc, centroid_bytes);
-  std::memcpy(centroids, bs->centroids, centroid_bytes);
-  void* codebooks = shm_toc_allocate(pcxt->toc, codebook_bytes);
-  std::memcpy(codebooks, bs->pq->codebooks(), codebook_bytes);
   bs->buffer_usage = static_cast<BufferUsage*>(
       shm_toc_allocate(pcxt->toc, mul_size(sizeof(BufferUsage), pcxt->nworkers)));
   bs->wal_usage = static_cast<WalUsage*>(
       shm_toc_allocate(pcxt->toc, mul_size(sizeof(WalUsage), pcxt->nworkers)));
   shm_toc_insert(pcxt->toc, kKeyShared, shared);
   shm_toc_insert(pcxt->toc, kKeySort, sharedsort);
-  shm_toc_insert(pcxt->toc, kKeyCentroids, centroids);
-  shm_toc_insert(pcxt->toc, kKeyCodebooks, codebooks);
   shm_toc_insert(pcxt->toc, kKeyBufferUsage, bs->buffer_usage);
   shm_toc_insert(pcxt->toc, kKeyWalUsage, bs->wal_usage);
   if (query_bytes) {
@@ -552,7 +556,19 @@ void WriteLists(BuildState* bs, const ScannMetaPage& meta, ScannListEntry* entri
   tuplesort_end(bs->sort);
 }
 
-// Writes everything after block 0; returns the metapage to store there.
+// Writes the centroid and codebook streams, the blocks after the metapage, before the rows
+// are encoded: parallel workers read the model from them.
+void WriteModel(BuildState* bs) {
+  size_t centroid_bytes =
+      bs->trained ? sizeof(float) * size_t(bs->opts.lists) * Max(bs->dims, 0) : 0;
+  size_t codebook_bytes = bs->trained ? sizeof(float) * bs->pq->codebook_floats() : 0;
+  bs->centroid_start =
+      WriteStream(bs->index, bs->fork, bs->centroids, centroid_bytes, &bs->centroid_pages);
+  bs->codebook_start = WriteStream(bs->index, bs->fork, bs->trained ? bs->pq->codebooks() : nullptr,
+                                   codebook_bytes, &bs->codebook_pages);
+}
+
+// Writes everything after the model streams; returns the metapage to store in block 0.
 ScannMetaPage WriteIndex(BuildState* bs) {
   ScannMetaPage meta = {};
   meta.magic = kScannMagic;
@@ -569,13 +585,10 @@ ScannMetaPage WriteIndex(BuildState* bs) {
   meta.sample_rows = bs->sample_rows;
   meta.build_rows = bs->indexed;
 
-  size_t centroid_bytes = bs->trained ? sizeof(float) * size_t(meta.lists) * meta.dims : 0;
-  size_t codebook_bytes = bs->trained ? sizeof(float) * bs->pq->codebook_floats() : 0;
-  meta.centroid_start =
-      WriteStream(bs->index, bs->fork, bs->centroids, centroid_bytes, &meta.centroid_pages);
-  meta.codebook_start =
-      WriteStream(bs->index, bs->fork, bs->trained ? bs->pq->codebooks() : nullptr, codebook_bytes,
-                  &meta.codebook_pages);
+  meta.centroid_start = bs->centroid_start;
+  meta.centroid_pages = bs->centroid_pages;
+  meta.codebook_start = bs->codebook_start;
+  meta.codebook_pages = bs->codebook_pages;
   ScannListEntry* entries = static_cast<ScannListEntry*>(
       MemoryContextAllocHuge(CurrentMemoryContext, sizeof(ScannListEntry) * meta.lists));
   for (uint32 i = 0; i < meta.lists; i++)
@@ -637,6 +650,7 @@ void BuildIndex(BuildState* bs) {
                      : 2;
     bs->code_bytes = 0;
   }
+  WriteModel(bs);
   if (bs->heap && bs->rows > 0) EncodeRows(bs);
   ScannMetaPage meta = WriteIndex(bs);
   EndParallel(bs);  // after the merge has been read back
@@ -733,8 +747,11 @@ void scann_parallel_build_main(dsm_segment* seg, shm_toc* toc) {
   bs.trained = true;
   bs.opts.lists = shared->lists;
   bs.code_bytes = shared->code_bytes;
-  bs.centroids = static_cast<float*>(shm_toc_lookup(toc, kKeyCentroids, false));
-  const float* codebooks = static_cast<const float*>(shm_toc_lookup(toc, kKeyCodebooks, false));
+  const size_t centroid_bytes = sizeof(float) * size_t(shared->lists) * shared->dims;
+  bs.centroids = static_cast<float*>(MemoryContextAllocHuge(CurrentMemoryContext, centroid_bytes));
+  ReadStream(index, shared->centroid_start, bs.centroids, centroid_bytes);
+  float* codebooks = static_cast<float*>(palloc(sizeof(float) * shared->codebook_floats));
+  ReadStream(index, shared->codebook_start, codebooks, sizeof(float) * shared->codebook_floats);
   bs.pq = NewInContext<scann::ProductQuantizer>(
       CurrentMemoryContext, shared->dims,
       EncodingOptions(shared->dims_per_subspace, shared->anisotropic_threshold), codebooks);
