@@ -7,6 +7,9 @@
 #include <numeric>
 #include <stdexcept>
 #include <vector>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "core/distance.h"
 #include "core/isa.h"
@@ -144,13 +147,15 @@ void AssignRange(const float* data, size_t begin, size_t end, int dim, const Pac
           tile(x, dim, pc.block(b), dim, dots);
           const float* norms = pc.norms(b);
           for (size_t r = 0; r < live; r++) {
+            float s[kTileCols];
+            for (int j = 0; j < kTileCols; j++) s[j] = norms[j] - 2.0f * dots[r * kTileCols + j];
+            // The block's first smallest, taken if strictly below the best so far: the
+            // first smallest over all blocks, as a scan of every centroid in order finds it.
+            const int j = FirstMinimum16(s);
             float& best = score[r0 + t + r];
-            for (int j = 0; j < kTileCols; j++) {
-              const float s = norms[j] - 2.0f * dots[r * kTileCols + j];
-              if (s < best) {
-                best = s;
-                out[r0 + t + r] = b * kTileCols + j;
-              }
+            if (s[j] < best) {
+              best = s[j];
+              out[r0 + t + r] = b * kTileCols + j;
             }
           }
         }
@@ -212,6 +217,27 @@ void UpdateMeans(const float* data, size_t n, int dim, const std::vector<int32_t
 }
 
 }  // namespace
+
+namespace scalar {
+int FirstMinimum16(const float* d) { return static_cast<int>(std::min_element(d, d + 16) - d); }
+}  // namespace scalar
+
+int FirstMinimum16(const float* d) {
+#if defined(__SSE2__)
+  const __m128 a = _mm_loadu_ps(d), b = _mm_loadu_ps(d + 4), c = _mm_loadu_ps(d + 8),
+               e = _mm_loadu_ps(d + 12);
+  __m128 lo = _mm_min_ps(_mm_min_ps(a, b), _mm_min_ps(c, e));
+  lo = _mm_min_ps(lo, _mm_shuffle_ps(lo, lo, _MM_SHUFFLE(2, 3, 0, 1)));
+  lo = _mm_min_ps(lo, _mm_shuffle_ps(lo, lo, _MM_SHUFFLE(1, 0, 3, 2)));
+  const int at =
+      _mm_movemask_ps(_mm_cmpeq_ps(a, lo)) | (_mm_movemask_ps(_mm_cmpeq_ps(b, lo)) << 4) |
+      (_mm_movemask_ps(_mm_cmpeq_ps(c, lo)) << 8) | (_mm_movemask_ps(_mm_cmpeq_ps(e, lo)) << 12);
+  if (at == 0) return scalar::FirstMinimum16(d);  // NaN reached the minimum
+  return __builtin_ctz(static_cast<unsigned>(at));
+#else
+  return scalar::FirstMinimum16(d);
+#endif
+}
 
 void TrainKMeans(const float* data, size_t n, int dim, int k, const KMeansOptions& opt,
                  float* centroids) {

@@ -36,6 +36,16 @@ void TrainKMeans(const float* data, size_t n, int dim, int k, const KMeansOption
 void AssignNearest(const float* data, size_t n, int dim, const float* centroids, int k,
                    int32_t* out);
 
+// Index of the first smallest of 16 floats (std::min_element's answer): the nearest of 16
+// centroids or codewords. SSE2 (x86-64's baseline) finds it without the data-dependent
+// branches of the scalar twin, which mispredict on most rows: they were the largest single
+// cost of codebook training and encoding. With NaN among the values the index may differ
+// from the scalar twin's, but it is always in 0..15.
+int FirstMinimum16(const float* d);
+namespace scalar {
+int FirstMinimum16(const float* d);
+}
+
 // Squared norms of k row-major centroids into norms[k]: what RankCentroids and
 // NearestCentroidWithNorms need besides the centroids.
 void CentroidNorms(const float* centroids, int k, int dim, float* norms);

@@ -4,9 +4,6 @@
 #include <cmath>
 #include <stdexcept>
 #include <xsimd/xsimd.hpp>
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 
 #include "core/rng.h"
 
@@ -302,33 +299,11 @@ void ProductQuantizer::UpdateSubspace(int s, const float* residuals, const float
   }
 }
 
-namespace scalar {
-int FirstMinimum(const float* d) {
-  return static_cast<int>(std::min_element(d, d + kPqCodewords) - d);
-}
-}  // namespace scalar
-
-int FirstMinimum(const float* d) {
-#if defined(__SSE2__)
-  const __m128 a = _mm_loadu_ps(d), b = _mm_loadu_ps(d + 4), c = _mm_loadu_ps(d + 8),
-               e = _mm_loadu_ps(d + 12);
-  __m128 lo = _mm_min_ps(_mm_min_ps(a, b), _mm_min_ps(c, e));
-  lo = _mm_min_ps(lo, _mm_shuffle_ps(lo, lo, _MM_SHUFFLE(2, 3, 0, 1)));
-  lo = _mm_min_ps(lo, _mm_shuffle_ps(lo, lo, _MM_SHUFFLE(1, 0, 3, 2)));
-  const int at =
-      _mm_movemask_ps(_mm_cmpeq_ps(a, lo)) | (_mm_movemask_ps(_mm_cmpeq_ps(b, lo)) << 4) |
-      (_mm_movemask_ps(_mm_cmpeq_ps(c, lo)) << 8) | (_mm_movemask_ps(_mm_cmpeq_ps(e, lo)) << 12);
-  return __builtin_ctz(static_cast<unsigned>(at));
-#else
-  return scalar::FirstMinimum(d);
-#endif
-}
-
 void ProductQuantizer::EncodePlain(const float* r, uint8_t* codes) const {
   float dist[kPqCodewords];
   for (int s = 0; s < m_; s++) {
     SquaredDistances(r + s * dsub_, s, dist);
-    codes[s] = static_cast<uint8_t>(FirstMinimum(dist));
+    codes[s] = static_cast<uint8_t>(FirstMinimum16(dist));
   }
 }
 

@@ -45,15 +45,6 @@ struct PqOptions {
 
 constexpr int kPqCodewords = 16;
 
-// Index of the first smallest of 16 values that are not NaN (std::min_element's answer): the
-// nearest codeword of a sub-vector. SSE2 (x86-64's baseline) finds it without the
-// data-dependent branches of the scalar twin, which mispredicted on most sub-vectors and
-// were the largest single cost of codebook training and encoding.
-int FirstMinimum(const float* d);
-namespace scalar {
-int FirstMinimum(const float* d);
-}
-
 // The anisotropic weight eta of a row with squared norm `norm_sq` in `dim` dimensions, as
 // clamped above (1 for a zero row).
 double AnisotropicEta(double norm_sq, double threshold, int dim);

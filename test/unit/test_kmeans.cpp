@@ -82,6 +82,37 @@ std::vector<float> Train(const std::vector<float>& data, int dim, int k, int ite
   return centroids;
 }
 
+// The branch-free search for the nearest of 16 against its scalar twin: random distances, many
+// ties (values drawn from a few levels), zeros of both signs and infinities.
+TEST(FirstMinimum16, MatchesScalar) {
+  test::Rng rng(77);
+  const float levels[] = {0.0f,
+                          -0.0f,
+                          0.5f,
+                          1.0f,
+                          3.0f,
+                          std::numeric_limits<float>::infinity(),
+                          std::numeric_limits<float>::max()};
+  float d[16];
+  for (int trial = 0; trial < 100000; trial++) {
+    for (float& v : d)
+      v = trial % 2 ? rng.Uniform(0, 4) : levels[rng.Next() % (sizeof(levels) / sizeof(float))];
+    ASSERT_EQ(FirstMinimum16(d), scalar::FirstMinimum16(d)) << "trial " << trial;
+  }
+  for (int c = 0; c < 16; c++) {  // a single minimum in every position
+    std::fill(d, d + 16, 2.0f);
+    d[c] = 1.0f;
+    EXPECT_EQ(FirstMinimum16(d), c);
+  }
+  std::fill(d, d + 16, 1.0f);  // all equal: the first
+  EXPECT_EQ(FirstMinimum16(d), 0);
+  for (int c = 0; c < 16; c++) {  // NaN anywhere: still an index in range
+    d[c] = std::numeric_limits<float>::quiet_NaN();
+    const int got = FirstMinimum16(d);
+    EXPECT_TRUE(got >= 0 && got < 16) << got;
+  }
+}
+
 TEST(KMeans, SameSeedSameCentroids) {
   const int dim = 13, k = 17;
   const auto data = Blobs(3000, dim, 25, 1);

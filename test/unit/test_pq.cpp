@@ -92,27 +92,6 @@ double AnisotropicLoss(const ProductQuantizer& pq, const float* x, const uint8_t
   return e2 + (AnisotropicEta(x2, threshold, pq.dim()) - 1) * ex * ex / x2;
 }
 
-// The branch-free nearest-codeword search against its scalar twin: random distances, many
-// ties (values drawn from a few levels), zeros of both signs and infinities.
-TEST(FirstMinimum, MatchesScalar) {
-  test::Rng rng(77);
-  const float levels[] = {0.0f, -0.0f, 0.5f, 1.0f, 3.0f, std::numeric_limits<float>::infinity(),
-                          std::numeric_limits<float>::max()};
-  float d[kPqCodewords];
-  for (int trial = 0; trial < 100000; trial++) {
-    for (float& v : d)
-      v = trial % 2 ? rng.Uniform(0, 4) : levels[rng.Next() % (sizeof(levels) / sizeof(float))];
-    ASSERT_EQ(FirstMinimum(d), scalar::FirstMinimum(d)) << "trial " << trial;
-  }
-  for (int c = 0; c < kPqCodewords; c++) {  // a single minimum in every position
-    std::fill(d, d + kPqCodewords, 2.0f);
-    d[c] = 1.0f;
-    EXPECT_EQ(FirstMinimum(d), c);
-  }
-  std::fill(d, d + kPqCodewords, 1.0f);  // all equal: the first
-  EXPECT_EQ(FirstMinimum(d), 0);
-}
-
 TEST(ProductQuantizer, ReconstructionErrorFallsWithTraining) {
   const int dim = 24;
   const auto data = Structured(3000, dim, 1);
