@@ -150,15 +150,25 @@ sub while_inserting {
 	return $processed // 0;
 }
 
-# Checks that a scan of every list of TABLE's cosine index returns each of its rows once.
-sub every_row_once {
-	my ($node, $table, $what) = @_;
+# A scan of every list of TABLE's index, every candidate re-ranked, ordered by `$op` (<=>
+# unless given) to the row with id 7: "rows distinct_ids", which is "N N" when the index
+# returns each of the table's N rows exactly once.
+sub scan_all {
+	my ($node, $table, $op) = @_;
+	$op //= '<=>';
 	my $rows = $node->safe_psql('postgres', "SELECT count(*) FROM $table");
-	is($node->safe_psql('postgres', qq{SET enable_seqscan = off;
+	return $node->safe_psql('postgres', qq{SET enable_seqscan = off;
 SET scann.nprobe = 10000; SET scann.reorder = $rows;
 SELECT count(*) || ' ' || count(DISTINCT id) FROM (SELECT id FROM $table
-  ORDER BY embedding <=> (SELECT embedding FROM $table WHERE id = 7) LIMIT $rows) s}),
-		"$rows $rows", "$what: a scan of every list returns each of the $rows rows once");
+  ORDER BY embedding $op (SELECT embedding FROM $table WHERE id = 7) LIMIT $rows) s});
+}
+
+# Checks scan_all: each of TABLE's rows comes back once.
+sub every_row_once {
+	my ($node, $table, $what, $op) = @_;
+	my $rows = $node->safe_psql('postgres', "SELECT count(*) FROM $table");
+	is(scan_all($node, $table, $op), "$rows $rows",
+		"$what: a scan of every list returns each of the $rows rows once");
 }
 
 # Recall of @$got against @$expected (ids), as a fraction of @$expected.

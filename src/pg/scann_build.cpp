@@ -88,8 +88,7 @@ struct ParallelShared {
   uint32 lists;
   uint32 dims_per_subspace;
   float anisotropic_threshold;  // as the build resolved it (scaled for ip)
-  uint32 code_bytes;
-  int sort_mem;  // kB per participant
+  int sort_mem;                 // kB per participant
   // The trained model, already written to the index (the streams after the metapage): the
   // workers read it from there, so the segment stays small whatever lists x dims is.
   BlockNumber centroid_start;
@@ -98,9 +97,7 @@ struct ParallelShared {
   ConditionVariable done_cv;
   slock_t mutex;
   int done;                  // participants whose run is sorted
-  double indexed;            // rows they put into the sort
-  bool broken_hot_chain;     // a participant's scan met one (see EncodeShare)
-  pg_atomic_uint64 encoded;  // rows encoded so far, for the leader's progress report
+  pg_atomic_uint64 encoded;  // rows put into the runs: progress, then the build's count
 };
 
 ParallelTableScanDesc ParallelScanOf(ParallelShared* shared) {
@@ -367,7 +364,10 @@ Tuplesortstate* BeginSort(int sort_mem, SortCoordinate coordinate) {
 }
 
 // One participant's share of a parallel pass: the blocks of the parallel heap scan it gets,
-// encoded into its sorted run.
+// encoded into its sorted run.  A broken HOT chain a worker meets (which makes index_build
+// set indcheckxmin) needs no report to the leader: the leader's counting pass read every
+// chain of the table with the same snapshot rules before, and the table's lock has kept
+// new ones from forming since.
 void EncodeShare(BuildState* bs, int sort_mem, bool progress) {
   SortCoordinate coordinate = static_cast<SortCoordinate>(palloc0(sizeof(SortCoordinateData)));
   coordinate->isWorker = true;
@@ -383,11 +383,6 @@ void EncodeShare(BuildState* bs, int sort_mem, bool progress) {
   bs->sort = nullptr;
   SpinLockAcquire(&bs->shared->mutex);
   bs->shared->done++;
-  bs->shared->indexed += bs->indexed;
-  // A HOT chain whose tuples differ in the indexed column, met by any participant, makes
-  // index_build set indcheckxmin (old snapshots must not use the index): the leader has to
-  // know about the workers' too.
-  bs->shared->broken_hot_chain |= bs->index_info->ii_BrokenHotChain;
   SpinLockRelease(&bs->shared->mutex);
   ConditionVariableSignal(&bs->shared->done_cv);
 }
@@ -426,10 +421,10 @@ void BeginParallel(BuildState* bs) {
   if (query_bytes) shm_toc_estimate_chunk(&pcxt->estimator, query_bytes);
   shm_toc_estimate_keys(&pcxt->estimator, query_bytes ? 5 : 4);
   InitializeParallelDSM(pcxt);
+  bs->pcxt = pcxt;
+  bs->snapshot = snapshot;
   if (pcxt->seg == nullptr) {  // no dynamic shared memory to be had: build serially
-    if (IsMVCCSnapshot(snapshot)) UnregisterSnapshot(snapshot);
-    DestroyParallelContext(pcxt);
-    ExitParallelMode();
+    EndParallel(bs);
     return;
   }
 
@@ -441,7 +436,6 @@ void BeginParallel(BuildState* bs) {
   shared->lists = bs->opts.lists;
   shared->dims_per_subspace = bs->opts.dims_per_subspace;
   shared->anisotropic_threshold = bs->opts.anisotropic_threshold;
-  shared->code_bytes = bs->code_bytes;
   shared->sort_mem = Max(maintenance_work_mem / sorts, 64);
   shared->centroid_start = bs->centroid_start;
   shared->codebook_start = bs->codebook_start;
@@ -449,8 +443,6 @@ void BeginParallel(BuildState* bs) {
   ConditionVariableInit(&shared->done_cv);
   SpinLockInit(&shared->mutex);
   shared->done = 0;
-  shared->indexed = 0;
-  shared->broken_hot_chain = false;
   pg_atomic_init_u64(&shared->encoded, 0);
   table_parallelscan_initialize(bs->heap, ParallelScanOf(shared), snapshot);
   Sharedsort* sharedsort =
@@ -471,8 +463,6 @@ void BeginParallel(BuildState* bs) {
   }
 
   LaunchParallelWorkers(pcxt);
-  bs->pcxt = pcxt;
-  bs->snapshot = snapshot;
   if (pcxt->nworkers_launched == 0) {  // none to be had: build serially
     EndParallel(bs);
     return;
@@ -497,8 +487,7 @@ void MergeShares(BuildState* bs) {
     ConditionVariableSleep(&bs->shared->done_cv, WAIT_EVENT_PARALLEL_CREATE_INDEX_SCAN);
   }
   ConditionVariableCancelSleep();
-  bs->indexed = bs->shared->indexed;
-  if (bs->shared->broken_hot_chain) bs->index_info->ii_BrokenHotChain = true;
+  bs->indexed = double(pg_atomic_read_u64(&bs->shared->encoded));
   pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, int64(bs->indexed));
   SortCoordinate coordinate = static_cast<SortCoordinate>(palloc0(sizeof(SortCoordinateData)));
   coordinate->isWorker = false;
@@ -559,8 +548,7 @@ void WriteLists(BuildState* bs, const ScannMetaPage& meta, ScannListEntry* entri
 // Writes the centroid and codebook streams, the blocks after the metapage, before the rows
 // are encoded: parallel workers read the model from them.
 void WriteModel(BuildState* bs) {
-  size_t centroid_bytes =
-      bs->trained ? sizeof(float) * size_t(bs->opts.lists) * Max(bs->dims, 0) : 0;
+  size_t centroid_bytes = bs->trained ? sizeof(float) * size_t(bs->opts.lists) * bs->dims : 0;
   size_t codebook_bytes = bs->trained ? sizeof(float) * bs->pq->codebook_floats() : 0;
   bs->centroid_start =
       WriteStream(bs->index, bs->fork, bs->centroids, centroid_bytes, &bs->centroid_pages);
@@ -746,7 +734,6 @@ void scann_parallel_build_main(dsm_segment* seg, shm_toc* toc) {
   bs.dims = shared->dims;
   bs.trained = true;
   bs.opts.lists = shared->lists;
-  bs.code_bytes = shared->code_bytes;
   const size_t centroid_bytes = sizeof(float) * size_t(shared->lists) * shared->dims;
   bs.centroids = static_cast<float*>(MemoryContextAllocHuge(CurrentMemoryContext, centroid_bytes));
   ReadStream(index, shared->centroid_start, bs.centroids, centroid_bytes);
@@ -755,6 +742,7 @@ void scann_parallel_build_main(dsm_segment* seg, shm_toc* toc) {
   bs.pq = NewInContext<scann::ProductQuantizer>(
       CurrentMemoryContext, shared->dims,
       EncodingOptions(shared->dims_per_subspace, shared->anisotropic_threshold), codebooks);
+  bs.code_bytes = bs.pq->num_subspaces();
   BeginEncoding(&bs);
   EncodeShare(&bs, shared->sort_mem, false);
 

@@ -90,19 +90,13 @@ is($node->safe_psql('postgres', $nearest), '7,100007',
 
 # Every row is still reachable through the index: all lists, every candidate re-ranked.
 my $rows = $node->safe_psql('postgres', 'SELECT count(*) FROM items');
-my $all = $node->safe_psql('postgres', qq{SET enable_seqscan = off;
-SET scann.nprobe = 10000; SET scann.reorder = $rows;
-SELECT count(*) FROM (SELECT id FROM items
-  ORDER BY embedding <=> (SELECT embedding FROM items WHERE id = 7) LIMIT $rows) s});
-is($all, $rows, "a scan of every list returns all $rows rows");
+is(ScannTest::scan_all($node, 'items'), "$rows $rows",
+	"a scan of every list returns each of the $rows rows once");
 
 $node->wait_for_catchup($standby, 'replay', $node->lsn('insert'));
 is($standby->safe_psql('postgres', $nearest), '7,100007', 'the standby answers the same');
-is($standby->safe_psql('postgres', qq{SET enable_seqscan = off;
-SET scann.nprobe = 10000; SET scann.reorder = $rows;
-SELECT count(*) FROM (SELECT id FROM items
-  ORDER BY embedding <=> (SELECT embedding FROM items WHERE id = 7) LIMIT $rows) s}),
-	$rows, 'and finds every row through the index too');
+is(ScannTest::scan_all($standby, 'items'), "$rows $rows",
+	'and finds every row through the index too');
 
 ($ret, $stdout, $stderr) = $node->psql('postgres', 'VACUUM (VERBOSE) items');
 like($stderr, qr/index "items_idx": pages: \d+ in total, 0 newly deleted, 0 currently deleted, 0 reusable/,
@@ -128,17 +122,10 @@ $node->pgbench(
 	});
 is(zero_pages($blocks, 6), '', 'the concurrent inserts took the six pages');
 $rows = $node->safe_psql('postgres', 'SELECT count(*) FROM items');
-is($node->safe_psql('postgres', qq{SET enable_seqscan = off;
-SET scann.nprobe = 10000; SET scann.reorder = $rows;
-SELECT count(*) || ' ' || count(DISTINCT id) FROM (SELECT id FROM items
-  ORDER BY embedding <=> (SELECT embedding FROM items WHERE id = 7) LIMIT $rows) s}),
-	"$rows $rows", "a scan of every list returns each of the $rows rows once");
+is(ScannTest::scan_all($node, 'items'), "$rows $rows",
+	"a scan of every list returns each of the $rows rows once");
 $node->wait_for_catchup($standby, 'replay', $node->lsn('insert'));
-is($standby->safe_psql('postgres', qq{SET enable_seqscan = off;
-SET scann.nprobe = 10000; SET scann.reorder = $rows;
-SELECT count(*) || ' ' || count(DISTINCT id) FROM (SELECT id FROM items
-  ORDER BY embedding <=> (SELECT embedding FROM items WHERE id = 7) LIMIT $rows) s}),
-	"$rows $rows", 'and so does the standby');
+is(ScannTest::scan_all($standby, 'items'), "$rows $rows", 'and so does the standby');
 $node->safe_psql('postgres', 'VACUUM items');
 is($node->safe_psql('postgres', q{SELECT reltuples FROM pg_class WHERE relname = 'items_idx'}),
 	$rows, 'VACUUM counts every entry after the concurrent inserts');

@@ -68,15 +68,6 @@ WHERE nx IN ($in)});
 }
 
 # Every row through the index: all lists, every candidate re-ranked; "rows distinct".
-sub full_scan {
-	my ($n) = @_;
-	my $rows = $node->safe_psql('postgres', 'SELECT count(*) FROM items');
-	return $n->safe_psql('postgres', qq{SET enable_seqscan = off;
-SET scann.nprobe = 10000; SET scann.reorder = $rows;
-SELECT count(*) || ' ' || count(DISTINCT id) FROM (SELECT id FROM items
-  ORDER BY embedding <-> (SELECT embedding FROM items WHERE id = 7) LIMIT $rows) s});
-}
-
 sub vacuum_reusable {
 	my ($ret, $stdout, $stderr) = $node->psql('postgres', 'VACUUM (VERBOSE) items');
 	return $stderr =~ /index "items_idx": pages: \d+ in total, .* (\d+) reusable/ ? $1 : "none ($stderr)";
@@ -100,13 +91,15 @@ like(pages_of_type($node, 0, 4, 5), qr/(^|,)$blocks:[04],$next:5$/,
 is(vacuum_reusable(), 2, 'VACUUM reports the two orphaned pages as reusable');
 like(pages_of_type($node, 0, 6), qr/^$blocks:[06],$next:6$/,
 	'and has rewritten them as free pages (an all-zero one stays as it is)');
-is(full_scan($node), '1500 1500', 'a scan of every list returns each of the 1500 rows once');
+is(ScannTest::scan_all($node, 'items', '<->'), '1500 1500',
+	'a scan of every list returns each of the 1500 rows once');
 
 # Inserts take the free pages before extending the index.
 $node->safe_psql('postgres', 'INSERT INTO items SELECT * FROM later WHERE id < 1600');
 is(pages_of_type($node, 6, 0), '', 'inserts took both free pages');
 is(linked($node, $blocks, $next), "$blocks,$next", 'and linked them into a list');
-is(full_scan($node), '1600 1600', 'a scan of every list returns each of the 1600 rows once');
+is(ScannTest::scan_all($node, 'items', '<->'), '1600 1600',
+	'a scan of every list returns each of the 1600 rows once');
 is(vacuum_reusable(), 0, 'VACUUM then finds no reusable page');
 
 # 2. A crash at the same point, with the continuation page's record flushed.
@@ -126,7 +119,8 @@ is(pages_of_type($node, 0, 6), "$blocks:0,$next:6", 'and has rewritten the conti
 $node->safe_psql('postgres', 'INSERT INTO items SELECT * FROM later WHERE id >= 1600');
 is(pages_of_type($node, 6, 0), '', 'inserts took both pages');
 is(linked($node, $blocks, $next), "$blocks,$next", 'and linked them into a list');
-is(full_scan($node), '2000 2000', 'a scan of every list returns each of the 2000 rows once');
+is(ScannTest::scan_all($node, 'items', '<->'), '2000 2000',
+	'a scan of every list returns each of the 2000 rows once');
 
 # VACUUM racing inserts that add wide blocks: pages a running insert has written but not
 # yet linked must not be taken back (that would lose rows or put a page in two lists).
@@ -141,12 +135,14 @@ $node->pgbench(
 	});
 my $rows = $node->safe_psql('postgres', 'SELECT count(*) FROM items');
 cmp_ok($rows, '>', 2000, "the copies were inserted ($rows rows)");
-is(full_scan($node), "$rows $rows", "a scan of every list returns each of the $rows rows once");
+is(ScannTest::scan_all($node, 'items', '<->'), "$rows $rows",
+	"a scan of every list returns each of the $rows rows once");
 is(vacuum_reusable(), 0, 'and VACUUM finds no page left unlinked');
 
 # The standby replayed the take-back and the inserts into the same answers and pages.
 $node->wait_for_catchup($standby, 'replay', $node->lsn('insert'));
-is(full_scan($standby), "$rows $rows", 'the standby returns each row once too');
+is(ScannTest::scan_all($standby, 'items', '<->'), "$rows $rows",
+	'the standby returns each row once too');
 is(pages_of_type($standby, 4, 5, 6), pages_of_type($node, 4, 5, 6),
 	'and its list and free pages are where the primary\'s are');
 

@@ -107,9 +107,9 @@ $node->safe_psql('postgres', 'DROP INDEX glove_idx');
 
 # Broken HOT chains: rows whose vector was changed by a HOT update that a prepared
 # transaction keeps from being pruned. The index must be marked indcheckxmin, as a serial
-# build marks it, so that transactions older than the build do not use it. (The leader's
-# own counting pass over the whole table meets the chains too; the workers' scans, here
-# the only ones of the encoding pass, report theirs as well.)
+# build marks it, so that transactions older than the build do not use it.  The leader's
+# own counting pass over the whole table meets the chains before any worker starts (the
+# workers, here the only scans of the encoding pass, report none).
 $node->safe_psql('postgres', q{
 CREATE TABLE hot (id bigint PRIMARY KEY, embedding real[]) WITH (fillfactor = 50, parallel_workers = 2);
 INSERT INTO hot SELECT * FROM glove WHERE id <= 20000;
