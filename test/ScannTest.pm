@@ -150,15 +150,17 @@ sub while_inserting {
 	return $processed // 0;
 }
 
-# A scan of every list of TABLE's index, every candidate re-ranked, ordered by `$op` (<=>
-# unless given) to the row with id 7: "rows distinct_ids", which is "N N" when the index
-# returns each of the table's N rows exactly once.
+# A scan of every list of TABLE's index ordered by `$op` (<=> unless given) to the row with
+# id 7, re-ranking `$reorder` candidates a batch (all rows unless given): "rows
+# distinct_ids", which is "N N" when the index returns each of the table's N rows exactly
+# once.
 sub scan_all {
-	my ($node, $table, $op) = @_;
+	my ($node, $table, $op, $reorder) = @_;
 	$op //= '<=>';
 	my $rows = $node->safe_psql('postgres', "SELECT count(*) FROM $table");
+	$reorder //= $rows;
 	return $node->safe_psql('postgres', qq{SET enable_seqscan = off;
-SET scann.nprobe = 10000; SET scann.reorder = $rows;
+SET scann.nprobe = 10000; SET scann.reorder = $reorder;
 SELECT count(*) || ' ' || count(DISTINCT id) FROM (SELECT id FROM $table
   ORDER BY embedding $op (SELECT embedding FROM $table WHERE id = 7) LIMIT $rows) s});
 }

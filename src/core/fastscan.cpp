@@ -48,12 +48,14 @@ void FastScanPackBlock(const uint8_t* codes, int n, int m, uint8_t* block) {
     FastScanSetSlot(block, 0, FastScanPairs(m), m, i, codes + size_t(i) * m);
 }
 
-float FastScanLutScale(const float* luts, int nluts, int m) {
+LutRanges FastScanLutRanges(const float* luts, int nluts, int m) {
   double max_range = 0, max_sum = 0;
+  float nonfinite = 0;  // x - x is 0 for finite x, NaN for infinities and NaN
   for (int t = 0; t < nluts; t++) {
     double sum = 0;
     for (int s = 0; s < m; s++) {
       const float* sub = luts + (size_t(t) * m + s) * 16;
+      for (int c = 0; c < 16; c++) nonfinite += sub[c] - sub[c];
       const auto [lo, hi] = std::minmax_element(sub, sub + 16);
       // The same float subtraction as in FastScanQuantizeLut, so its bound holds there.
       const float range = *hi - *lo;
@@ -62,15 +64,24 @@ float FastScanLutScale(const float* luts, int nluts, int m) {
     }
     max_sum = std::max(max_sum, sum);
   }
-  return FastScanScaleFromRanges(max_range, max_sum, m);
+  return {max_range, max_sum, nonfinite == 0};
+}
+
+float FastScanLutScale(const float* luts, int nluts, int m) {
+  const LutRanges r = FastScanLutRanges(luts, nluts, m);
+  return FastScanScaleFromRanges(r.max_range, r.max_sum, m);
 }
 
 float FastScanScaleFromRanges(double max_range, double max_sum, int m) {
-  if (max_range <= 0) return 1.0f;  // every table is constant: any scale gives score 0
-  return static_cast<float>(std::min(255.0 / max_range, SumBudget(m) / max_sum));
+  return static_cast<float>(FastScanScale(max_range, max_sum, m));
 }
 
-float FastScanQuantizeLut(const float* lut, int m, float scale, uint8_t* qlut) {
+double FastScanScale(double max_range, double max_sum, int m) {
+  if (max_range <= 0) return 1.0;  // every table is constant: any scale gives score 0
+  return std::min(255.0 / max_range, SumBudget(m) / max_sum);
+}
+
+double FastScanQuantizeLut(const float* lut, int m, float scale, uint8_t* qlut) {
   double offset = 0;
   for (int s = 0; s < m; s++) {
     const float* sub = lut + size_t(s) * 16;
@@ -84,7 +95,7 @@ float FastScanQuantizeLut(const float* lut, int m, float scale, uint8_t* qlut) {
     }
   }
   if (m % 2) std::memset(qlut + size_t(m / 2) * kFastScanUnit + 16, 0, 16);
-  return static_cast<float>(offset);
+  return offset;
 }
 
 namespace scalar {
@@ -126,9 +137,9 @@ size_t FastScanSelectBelow(const uint16_t* scores, size_t n, uint16_t threshold,
 namespace {
 
 const FastScanKernels kScalar = {scalar::FastScanAccumulateBlocks, scalar::FastScanSelectBelow,
-                                 FastScanQuantizeLut, FastScanLutScale};
+                                 FastScanQuantizeLut, FastScanLutRanges};
 const FastScanKernels kAvx2 = {avx2::FastScanAccumulateBlocks, avx2::FastScanSelectBelow,
-                               avx2::FastScanQuantizeLut, avx2::FastScanLutScale};
+                               avx2::FastScanQuantizeLut, avx2::FastScanLutRanges};
 
 }  // namespace
 

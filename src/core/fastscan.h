@@ -50,6 +50,16 @@ void FastScanGetSlot(const uint8_t* units, int pair_begin, int npairs, int m, in
 // FastScanCodeBytes(m) bytes; slots n..31 get code 0.
 void FastScanPackBlock(const uint8_t* codes, int n, int m, uint8_t* block);
 
+// The largest subspace range (max - min of its 16 entries) over a set of tables, and the
+// largest per-table sum of subspace ranges: what the shared scale is chosen from; `finite`
+// is false when any entry is infinite or NaN (the ranges then mean nothing).
+struct LutRanges {
+  double max_range = 0;
+  double max_sum = 0;
+  bool finite = true;
+};
+LutRanges FastScanLutRanges(const float* luts, int nluts, int m);
+
 // Shared scale for nluts float tables of m*16 entries each (lut[s*16 + c] = contribution of
 // codeword c of subspace s, smaller = nearer; entries must be finite).  After quantization
 // with it every entry is <= 255 and, for every table, the sum over subspaces of the largest
@@ -57,9 +67,11 @@ void FastScanPackBlock(const uint8_t* codes, int n, int m, uint8_t* block);
 // all of a query's tables share it, scores of different lists compare.
 float FastScanLutScale(const float* luts, int nluts, int m);
 
-// The scale FastScanLutScale picks from the largest subspace range of all tables and the
-// largest per-table sum of ranges (shared by its scalar and SIMD versions).
+// The scale FastScanLutScale picks from the ranges of all tables (shared by its scalar and
+// SIMD versions, and by tables whose ranges were gathered a few at a time).
 float FastScanScaleFromRanges(double max_range, double max_sum, int m);
+// The same in double, for ranges too wide for a float scale (tables computed in double).
+double FastScanScale(double max_range, double max_sum, int m);
 
 // Quantizes one table into FastScanCodeBytes(m) bytes of qlut: entry = round((lut - min_s) *
 // scale) with min_s the minimum of subspace s, and returns offset = sum of the min_s.
@@ -71,7 +83,7 @@ float FastScanScaleFromRanges(double max_range, double max_sum, int m);
 // i.e. at most half a quantization step per subspace (the 1e-4 covers the float rounding of
 // (lut - min_s) * scale); the "float rounding of the sums" term is ~2^-24 times the
 // magnitudes of offset and of the exact sum.
-float FastScanQuantizeLut(const float* lut, int m, float scale, uint8_t* qlut);
+double FastScanQuantizeLut(const float* lut, int m, float scale, uint8_t* qlut);
 
 struct FastScanKernels {
   // For nblocks whole blocks, block b's first code unit at blocks + b * stride_bytes (stride
@@ -86,9 +98,9 @@ struct FastScanKernels {
   size_t (*select_below)(const uint16_t* scores, size_t n, uint16_t threshold, uint32_t* idx);
   // FastScanQuantizeLut, bit for bit (per-list tables of high-dimensional L2 scans make it
   // worth vectorizing).
-  float (*quantize_lut)(const float* lut, int m, float scale, uint8_t* qlut);
-  // FastScanLutScale, bit for bit.
-  float (*lut_scale)(const float* luts, int nluts, int m);
+  double (*quantize_lut)(const float* lut, int m, float scale, uint8_t* qlut);
+  // FastScanLutRanges, bit for bit.
+  LutRanges (*lut_ranges)(const float* luts, int nluts, int m);
 };
 
 // The kernel table for one instruction set (the scalar one when the CPU lacks it).
@@ -107,8 +119,8 @@ namespace avx2 {
 void FastScanAccumulateBlocks(const uint8_t* blocks, size_t nblocks, size_t stride_bytes,
                               int npairs, const uint8_t* qlut, uint16_t* acc);
 size_t FastScanSelectBelow(const uint16_t* scores, size_t n, uint16_t threshold, uint32_t* idx);
-float FastScanQuantizeLut(const float* lut, int m, float scale, uint8_t* qlut);
-float FastScanLutScale(const float* luts, int nluts, int m);
+double FastScanQuantizeLut(const float* lut, int m, float scale, uint8_t* qlut);
+LutRanges FastScanLutRanges(const float* luts, int nluts, int m);
 }  // namespace avx2
 
 }  // namespace scann

@@ -99,7 +99,7 @@ size_t FastScanSelectBelow(const uint16_t* scores, size_t n, uint16_t threshold,
 
 // FastScanQuantizeLut with the same float operations in the same order per entry (minimum,
 // subtract, scale, +0.5, truncate, cap at 255), so the bytes and the offset are identical.
-float FastScanQuantizeLut(const float* lut, int m, float scale, uint8_t* qlut) {
+double FastScanQuantizeLut(const float* lut, int m, float scale, uint8_t* qlut) {
   const __m256 vscale = _mm256_set1_ps(scale), half = _mm256_set1_ps(0.5f),
                cap = _mm256_set1_ps(255.0f);
   double offset = 0;
@@ -125,18 +125,21 @@ float FastScanQuantizeLut(const float* lut, int m, float scale, uint8_t* qlut) {
   if (m % 2)
     _mm_storeu_si128(reinterpret_cast<__m128i*>(qlut + size_t(m / 2) * kFastScanUnit + 16),
                      _mm_setzero_si128());
-  return static_cast<float>(offset);
+  return offset;
 }
 
-// FastScanLutScale: the same float ranges (hi - lo of each subspace) summed in the same
-// order in double, so the scale is identical.
-float FastScanLutScale(const float* luts, int nluts, int m) {
+// FastScanLutRanges: the same float ranges (hi - lo of each subspace) summed in the same
+// order in double, so the ranges are identical.
+LutRanges FastScanLutRanges(const float* luts, int nluts, int m) {
   double max_range = 0, max_sum = 0;
+  __m256 nonfinite = _mm256_setzero_ps();  // x - x is 0 for finite x, NaN otherwise
   for (int t = 0; t < nluts; t++) {
     double sum = 0;
     for (int s = 0; s < m; s++) {
       const float* sub = luts + (size_t(t) * m + s) * 16;
       const __m256 a = _mm256_loadu_ps(sub), b = _mm256_loadu_ps(sub + 8);
+      nonfinite = _mm256_add_ps(nonfinite, _mm256_sub_ps(a, a));
+      nonfinite = _mm256_add_ps(nonfinite, _mm256_sub_ps(b, b));
       __m256 lo = _mm256_min_ps(a, b), hi = _mm256_max_ps(a, b);
       lo = _mm256_min_ps(lo, _mm256_permute2f128_ps(lo, lo, 1));
       hi = _mm256_max_ps(hi, _mm256_permute2f128_ps(hi, hi, 1));
@@ -150,7 +153,9 @@ float FastScanLutScale(const float* luts, int nluts, int m) {
     }
     max_sum = std::max(max_sum, sum);
   }
-  return FastScanScaleFromRanges(max_range, max_sum, m);
+  const bool finite =
+      _mm256_movemask_ps(_mm256_cmp_ps(nonfinite, _mm256_setzero_ps(), _CMP_NEQ_UQ)) == 0;
+  return {max_range, max_sum, finite};
 }
 
 }  // namespace avx2

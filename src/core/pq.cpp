@@ -119,6 +119,28 @@ PqOptions PlainOptions(int dims_per_subspace) {
 
 }  // namespace
 
+size_t DropOutlierRows(float* residuals, float* points, size_t n, int dim) {
+  std::vector<double> norms(n);
+  for (size_t i = 0; i < n; i++) norms[i] = std::sqrt(SquaredNorm(residuals + i * dim, dim));
+  std::vector<double> sorted;
+  for (double v : norms)
+    if (std::isfinite(v)) sorted.push_back(v);
+  if (sorted.empty()) return 0;
+  std::nth_element(sorted.begin(), sorted.begin() + sorted.size() / 2, sorted.end());
+  const double median = sorted[sorted.size() / 2];
+  const double limit = median > 0 ? kPqOutlierRatio * median : INFINITY;
+  size_t kept = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!std::isfinite(norms[i]) || norms[i] > limit) continue;
+    if (kept != i) {
+      std::copy(residuals + i * dim, residuals + (i + 1) * dim, residuals + kept * dim);
+      std::copy(points + i * dim, points + (i + 1) * dim, points + kept * dim);
+    }
+    kept++;
+  }
+  return kept;
+}
+
 double AnisotropicEta(double norm_sq, double threshold, int dim) {
   if (!(norm_sq > 0.0) || dim < 2) return 1.0;
   const double t = std::min(threshold * threshold / norm_sq, kMaxThresholdRatio);
@@ -412,6 +434,29 @@ void ProductQuantizer::IpLut(const float* query, float* lut) const {
     for (int b = 0; b < kFloatBatches; b++)
       acc[b].store_unaligned(lut + s * kPqCodewords + b * FloatBatch::size);
   }
+}
+
+void ProductQuantizer::L2LutExact(const double* query_residual, double* lut) const {
+  for (int s = 0; s < m_; s++)
+    for (int c = 0; c < kPqCodewords; c++) {
+      const float* w = codeword(s, c);
+      double sum = 0.0;
+      for (int j = 0; j < width(s); j++) {
+        const double e = query_residual[s * dsub_ + j] - double(w[j]);
+        sum += e * e;
+      }
+      lut[s * kPqCodewords + c] = sum;
+    }
+}
+
+void ProductQuantizer::IpLutExact(const float* query, double* lut) const {
+  for (int s = 0; s < m_; s++)
+    for (int c = 0; c < kPqCodewords; c++) {
+      const float* w = codeword(s, c);
+      double sum = 0.0;
+      for (int j = 0; j < width(s); j++) sum -= double(query[s * dsub_ + j]) * double(w[j]);
+      lut[s * kPqCodewords + c] = sum;
+    }
 }
 
 void ProductQuantizer::RefreshColumns() {

@@ -49,6 +49,18 @@ constexpr int kPqCodewords = 16;
 // clamped above (1 for a zero row).
 double AnisotropicEta(double norm_sq, double threshold, int dim);
 
+// Rows whose residual norm is above this many times the median are left out of codebook
+// training.
+constexpr double kPqOutlierRatio = 64.0;
+
+// Keeps, in order at the front of both row-major arrays (n rows of dim floats), the rows fit
+// for codebook training and returns how many: rows whose residual is non-finite or has a norm
+// above kPqOutlierRatio times the median are dropped (their contents are overwritten).  A
+// single row at 1e20 among rows near 1 would otherwise take a codeword of its own in some
+// subspaces, and every query's lookup table would then span 1e20 and lose all resolution.
+// When the median norm is 0 only non-finite rows are dropped.
+size_t DropOutlierRows(float* residuals, float* points, size_t n, int dim);
+
 class ProductQuantizer {
  public:
   // An untrained quantizer (all codewords zero); throws std::invalid_argument on dim < 1,
@@ -84,6 +96,10 @@ class ProductQuantizer {
   // query residual q - c. IP: -<q_s, codeword> (smaller is better; add -<q, c> per list).
   void L2Lut(const float* query_residual, float* lut) const;
   void IpLut(const float* query, float* lut) const;
+  // The same tables computed in double, for inputs whose float tables overflow (every entry
+  // of finite inputs is finite in double).
+  void L2LutExact(const double* query_residual, double* lut) const;
+  void IpLutExact(const float* query, double* lut) const;
 
  private:
   const float* codeword(int s, int c) const {

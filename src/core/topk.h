@@ -1,4 +1,5 @@
-// A bounded collector of the k smallest (score, id) pairs.  Pairs that pass the current
+// A bounded collector of the k smallest (score, id) pairs, for float scores or for the exact
+// integer keys of scans (core/lut.h).  Pairs that pass the current
 // bound are appended to a buffer of k + min(k, 4096); when it fills, a selection
 // (nth_element) keeps the k smallest and tightens the bound to the k-th of them.  Appending costs
 // O(1) where a heap costs O(log k) per pair, and a scan pushes hundreds of pairs per query. Entries
@@ -11,19 +12,21 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 namespace scann {
 
-class TopK {
+template <typename Score>
+class BasicTopK {
  public:
   struct Entry {
-    float score;
+    Score score;
     uint64_t id;
   };
 
-  TopK() = default;
-  explicit TopK(size_t k) { Reset(k); }
+  BasicTopK() = default;
+  explicit BasicTopK(size_t k) { Reset(k); }
 
   // Empties the collector and preallocates its buffer; no allocation until the next Reset
   // with a larger k.
@@ -33,7 +36,7 @@ class TopK {
     buf_.clear();
     buf_.reserve(cap_);
     bounded_ = k == 0;
-    bound_ = Entry{-std::numeric_limits<float>::infinity(), 0};
+    bound_ = Entry{Lowest(), 0};
   }
 
   size_t k() const { return k_; }
@@ -42,16 +45,18 @@ class TopK {
   // Whether k pairs have been accepted (Threshold() is then finite or -inf).
   bool Full() const { return bounded_; }
 
-  // +inf until k pairs are kept, then a bound on the worst of the k best seen so far (-inf
-  // when k == 0): a score above it cannot enter; one equal to it enters only with a smaller
-  // id.  It never rises, and after SortAscending() it is exactly the k-th smallest score.
-  float Threshold() const {
-    return bounded_ ? bound_.score : std::numeric_limits<float>::infinity();
-  }
+  // The highest score until k pairs are kept (+inf for floats), then a bound on the worst of
+  // the k best seen so far (the lowest score when k == 0): a score above it cannot enter; one
+  // equal to it enters only with a smaller id.  It never rises, and after SortAscending() it is
+  // exactly the k-th smallest score.
+  Score Threshold() const { return bounded_ ? bound_.score : Highest(); }
+  // The id of the pair the threshold belongs to (meaningful once Full()).
+  uint64_t ThresholdId() const { return bound_.id; }
 
   // Offers one pair, in amortized O(1); NaN scores are ignored.
-  void Push(float score, uint64_t id) {
-    if (std::isnan(score)) return;
+  void Push(Score score, uint64_t id) {
+    if constexpr (std::is_floating_point_v<Score>)
+      if (std::isnan(score)) return;
     const Entry e{score, id};
     if (bounded_ && !Less(e, bound_)) return;
     buf_.push_back(e);
@@ -78,6 +83,14 @@ class TopK {
   static bool Less(const Entry& a, const Entry& b) {
     return a.score < b.score || (a.score == b.score && a.id < b.id);
   }
+  static constexpr Score Lowest() {
+    if constexpr (std::is_floating_point_v<Score>) return -std::numeric_limits<Score>::infinity();
+    return std::numeric_limits<Score>::min();
+  }
+  static constexpr Score Highest() {
+    if constexpr (std::is_floating_point_v<Score>) return std::numeric_limits<Score>::infinity();
+    return std::numeric_limits<Score>::max();
+  }
 
   // Drops all but the k smallest; the k-th becomes the bound.
   void Compact() {
@@ -93,7 +106,11 @@ class TopK {
   size_t cap_ = 0;
   std::vector<Entry> buf_;
   bool bounded_ = true;
-  Entry bound_{-std::numeric_limits<float>::infinity(), 0};
+  Entry bound_{Lowest(), 0};
 };
+
+using TopK = BasicTopK<float>;
+// Candidates of a scan ranked by their integer keys (core/lut.h).
+using KeyTopK = BasicTopK<int64_t>;
 
 }  // namespace scann

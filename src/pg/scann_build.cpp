@@ -17,6 +17,7 @@
 #include "pg/scann_build.h"
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -71,9 +72,6 @@ enum BuildPhase : int64 {
   kPhaseWrite,
 };
 
-// Fewer sampled rows than this leave the index untrained: it stores TIDs only and every
-// scan re-ranks all of them exactly.
-constexpr uint32 kMinTrainingRows = 100;
 constexpr uint64_t kSeed = 0x5ca11ab1e0f5ca1ull;
 constexpr int kKMeansIterations = 10;
 constexpr int kPqIterations = 8;
@@ -288,17 +286,42 @@ void SampleRows(BuildState* bs) {
 }
 
 // For ip, T (given for unit-norm rows, as with cosine) is scaled by the sample's median
-// norm, so that the score-aware loss weighs rows as ScaNN does on normalized data.
+// norm, so that the score-aware loss weighs rows as ScaNN does on normalized data.  Norms are
+// taken in double (rows with components near 1e20 overflow a float norm) and the result is
+// kept within float's range.
 void ScaleThresholdToNorms(BuildState* bs) {
   const uint32 n = bs->sample_rows;
-  float* norms = static_cast<float*>(palloc(sizeof(float) * n));
+  double* norms = static_cast<double*>(palloc(sizeof(double) * n));
   for (uint32 i = 0; i < n; i++) {
     const float* x = bs->sample + size_t(i) * bs->dims;
-    norms[i] = std::sqrt(Distances().inner_product(x, x, bs->dims));
+    double sum = 0;
+    for (int j = 0; j < bs->dims; j++) sum += double(x[j]) * x[j];
+    norms[i] = std::sqrt(sum);
   }
-  CppGuard([&] { std::sort(norms, norms + n); });
-  bs->opts.anisotropic_threshold *= norms[n / 2];
+  CppGuard([&] { std::nth_element(norms, norms + n / 2, norms + n); });
+  const double threshold = double(bs->opts.anisotropic_threshold) * norms[n / 2];
+  if (threshold > 0)
+    bs->opts.anisotropic_threshold = float(Min(threshold, double(FLT_MAX)));
+  else  // a median row of zeros: no scale to take, train plain codes
+    bs->opts.anisotropic_threshold = 0;
   pfree(norms);
+}
+
+// Lists are cut so that every centroid has kMinRowsPerList training rows, with a NOTICE when
+// the user asked for more.
+void CapLists(BuildState* bs) {
+  const uint32 cap = Max(1u, bs->sample_rows / kMinRowsPerList);
+  if (bs->opts.lists <= cap) return;
+  if (bs->opts.lists_requested)
+    ereport(NOTICE,
+            (errmsg("scann index \"%s\" gets %u lists instead of %u",
+                    RelationGetRelationName(bs->index), cap, bs->opts.lists),
+             errdetail("Each list needs %u training rows, and the quantizers are trained on a "
+                       "sample of %u rows.",
+                       kMinRowsPerList, bs->sample_rows),
+             errhint("Ask for fewer lists, or raise the sample option (or "
+                     "maintenance_work_mem, which bounds it).")));
+  bs->opts.lists = cap;
 }
 
 // k-means centroids on the sample (unit centroids for cosine), then the product quantizer
@@ -309,7 +332,7 @@ void Train(BuildState* bs) {
   const uint32 n = bs->sample_rows;
   if (bs->metric == Metric::kInnerProduct && bs->opts.anisotropic_threshold > 0)
     ScaleThresholdToNorms(bs);
-  bs->opts.lists = Min(bs->opts.lists, n);
+  CapLists(bs);
   bs->centroids = static_cast<float*>(
       MemoryContextAllocHuge(CurrentMemoryContext, sizeof(float) * size_t(bs->opts.lists) * dims));
   PqOptions pq_opts = EncodingOptions(bs->opts.dims_per_subspace, bs->opts.anisotropic_threshold);
@@ -334,7 +357,8 @@ void Train(BuildState* bs) {
       for (int j = 0; j < dims; j++)
         residuals[size_t(i) * dims + j] =
             bs->sample[size_t(i) * dims + j] - bs->centroids[size_t(assign[i]) * dims + j];
-    bs->pq->Train(residuals.data(), bs->sample, n);
+    const size_t kept = DropOutlierRows(residuals.data(), bs->sample, n, dims);
+    bs->pq->Train(residuals.data(), bs->sample, kept);
   });
   pfree(bs->sample);
   bs->sample = nullptr;

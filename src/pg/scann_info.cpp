@@ -6,6 +6,7 @@
 extern "C" {
 #include "access/htup_details.h"
 #include "access/relation.h"
+#include "catalog/index.h"
 #include "catalog/pg_class.h"
 #include "commands/defrem.h"
 #include "fmgr.h"
@@ -14,6 +15,7 @@ extern "C" {
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
 }
 
 namespace scann::pg {
@@ -32,19 +34,39 @@ const char* MetricName(uint16 metric) {
   return "unknown";
 }
 
-// Opens `relid` if it is a scann index whose table the caller may read, else raises an error.
+// Opens `relid` if it is a valid scann index whose table the caller may read, else raises an
+// error.  Existence, kind and privilege are checked in the catalogs before the lock is taken,
+// as PostgreSQL's own functions do, so that a caller without privileges does not queue
+// behind the index's lock.
 Relation OpenScannIndex(Oid relid) {
-  Relation index = relation_open(relid, AccessShareLock);
-  if (index->rd_rel->relkind != RELKIND_INDEX ||
-      index->rd_rel->relam != get_index_am_oid("scann", false))
+  HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+  if (!HeapTupleIsValid(tuple))
+    ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+                    errmsg("relation with OID %u does not exist", relid)));
+  const Form_pg_class form = reinterpret_cast<Form_pg_class>(GETSTRUCT(tuple));
+  const bool is_scann =
+      form->relkind == RELKIND_INDEX && form->relam == get_index_am_oid("scann", false);
+  ReleaseSysCache(tuple);
+  if (!is_scann)
     ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE),
-                    errmsg("\"%s\" is not a scann index", RelationGetRelationName(index)),
+                    errmsg("\"%s\" is not a scann index", get_rel_name(relid)),
                     errhint("Pass the name of an index created USING scann.")));
-  const Oid heap = index->rd_index->indrelid;
-  if (pg_class_aclcheck(heap, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+  const Oid heap = IndexGetRelation(relid, true);
+  if (heap != InvalidOid && pg_class_aclcheck(heap, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
     ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
                     errmsg("permission denied for table %s", get_rel_name(heap)),
                     errdetail("scann_index_info needs SELECT on the indexed table.")));
+  Relation index = try_relation_open(relid, AccessShareLock);
+  if (index == nullptr)  // dropped while we waited for the lock
+    ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+                    errmsg("relation with OID %u does not exist", relid)));
+  if (!index->rd_index->indisvalid || RelationGetNumberOfBlocks(index) == 0)
+    ereport(ERROR,
+            (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+             errmsg("scann index \"%s\" is not valid", RelationGetRelationName(index)),
+             errdetail("A CREATE INDEX CONCURRENTLY or REINDEX CONCURRENTLY that failed or was "
+                       "cancelled left it behind, or it is being built right now."),
+             errhint("DROP INDEX or REINDEX INDEX it.")));
   return index;
 }
 

@@ -135,19 +135,34 @@ BuildOptions ResolveBuildOptions(Relation index, Metric metric, double rows, int
       metric == Metric::kL2 ? 0.0f : static_cast<float>(rel ? rel->anisotropic_threshold : 0.2);
 
   int lists = rel ? rel->lists : 0;
+  out.lists_requested = lists != 0;
   if (lists == 0) lists = static_cast<int>(std::lround(std::sqrt(Max(rows, 1.0))));
   out.lists = Max(lists, 1);
 
   int sample = rel ? rel->sample : 0;
   if (sample == 0) sample = Max(kMinDefaultSample, kSamplePerList * lists);
   sample = int(Min(double(sample), Max(rows, 1.0)));
-  // Training keeps the sample and its residuals in memory: stay within maintenance_work_mem.
-  double budget_rows = (double(maintenance_work_mem) * 1024.0) / (2.0 * sizeof(float) * dims);
+  // Training keeps the sample and its residuals in memory: stay within maintenance_work_mem,
+  // but never below the rows it takes to train the quantizers at all.
+  const int fewest = int(Min(double(kMinTrainingRows), rows));
+  const double budget_rows = (double(maintenance_work_mem) * 1024.0) / (2.0 * sizeof(float) * dims);
   if (sample > budget_rows) {
-    ereport(NOTICE, (errmsg("scann sample reduced from %d to %d rows to fit maintenance_work_mem",
-                            sample, int(budget_rows)),
-                     errhint("Raise maintenance_work_mem to train on more rows.")));
-    sample = Max(int(budget_rows), 1);
+    const int reduced = Max(int(budget_rows), fewest);
+    if (reduced < sample)
+      ereport(NOTICE,
+              (errmsg("scann sample reduced from %d to %d rows to fit maintenance_work_mem", sample,
+                      reduced),
+               reduced > budget_rows
+                   ? errdetail("%d rows are the fewest that train an index's quantizers.", reduced)
+                   : 0,
+               errhint("Raise maintenance_work_mem to train on more rows.")));
+    sample = Min(sample, reduced);
+  }
+  if (sample < fewest) {
+    ereport(NOTICE, (errmsg("scann sample raised from %d to %d rows, the fewest that train an "
+                            "index's quantizers",
+                            sample, fewest)));
+    sample = fewest;
   }
   out.sample = sample;
   return out;

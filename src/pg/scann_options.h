@@ -38,9 +38,17 @@ void InitOptions();
 // amoptions.
 bytea* ParseRelOptions(Datum reloptions, bool validate);
 
+// Fewer sampled rows than this leave the index untrained: it stores TIDs only and every
+// scan re-ranks all of them exactly.
+inline constexpr uint32 kMinTrainingRows = 100;
+// Training rows each k-means centroid needs at least: with fewer, lists are cut to fit (one
+// row per centroid left Fashion-MNIST's recall@10 at 0.12 with 167 lists).
+inline constexpr uint32 kMinRowsPerList = 32;
+
 // The options of one build, after defaults and bounds.
 struct BuildOptions {
   uint32 lists;
+  bool lists_requested;  // set by the user (WITH (lists = ...)), not chosen at build
   uint32 dims_per_subspace;
   uint32 sample;
   float anisotropic_threshold;

@@ -9,10 +9,14 @@
 namespace scann::pg {
 
 bool Normalize(float* v, int dims) {
-  double norm = std::sqrt(static_cast<double>(Distances().inner_product(v, v, dims)));
+  // In double: a float sum of squares underflows to 0 for rows near 1e-20 and overflows for
+  // rows near 1e20, which would drop them or index them as zero vectors.
+  double sum = 0;
+  for (int i = 0; i < dims; i++) sum += double(v[i]) * v[i];
+  const double norm = std::sqrt(sum);
   if (norm == 0) return false;
-  float inv = static_cast<float>(1.0 / norm);
-  for (int i = 0; i < dims; i++) v[i] *= inv;
+  const double inv = 1.0 / norm;
+  for (int i = 0; i < dims; i++) v[i] = static_cast<float>(v[i] * inv);
   return true;
 }
 

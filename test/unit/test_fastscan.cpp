@@ -209,13 +209,17 @@ TEST(FastScanLut, Avx2QuantizationMatchesScalar) {
     auto luts = RandomLuts(rng, 2, m);
     std::fill(luts.begin() + 16, luts.begin() + 32, 3.25f);  // a constant subspace
     const float scale = FastScanLutScale(luts.data(), 2, m);
-    ASSERT_EQ(scale, FastScanKernelsFor(Isa::kAvx2).lut_scale(luts.data(), 2, m)) << "m=" << m;
+    const LutRanges want_ranges = FastScanKernelsFor(Isa::kScalar).lut_ranges(luts.data(), 2, m);
+    const LutRanges got_ranges = FastScanKernelsFor(Isa::kAvx2).lut_ranges(luts.data(), 2, m);
+    ASSERT_EQ(want_ranges.max_range, got_ranges.max_range) << "m=" << m;
+    ASSERT_EQ(want_ranges.max_sum, got_ranges.max_sum) << "m=" << m;
+    ASSERT_TRUE(want_ranges.finite && got_ranges.finite) << "m=" << m;
     for (int t = 0; t < 2; t++) {
       const float* lut = luts.data() + size_t(t) * m * 16;
       std::vector<uint8_t> want(FastScanCodeBytes(m), 0xAA), got(FastScanCodeBytes(m), 0x55);
-      const float want_offset =
+      const double want_offset =
           FastScanKernelsFor(Isa::kScalar).quantize_lut(lut, m, scale, want.data());
-      const float got_offset =
+      const double got_offset =
           FastScanKernelsFor(Isa::kAvx2).quantize_lut(lut, m, scale, got.data());
       ASSERT_EQ(want_offset, got_offset) << "m=" << m;
       ASSERT_EQ(want, got) << "m=" << m;
@@ -275,7 +279,7 @@ TEST(FastScanLut, ConstantTablesAndPadding) {
   const float scale = FastScanLutScale(lut.data(), 1, m);
   ASSERT_TRUE(std::isfinite(scale) && scale > 0);
   std::vector<uint8_t> qlut(FastScanCodeBytes(m), 0xFF);
-  EXPECT_FLOAT_EQ(FastScanQuantizeLut(lut.data(), m, scale, qlut.data()), 12.5f);
+  EXPECT_DOUBLE_EQ(FastScanQuantizeLut(lut.data(), m, scale, qlut.data()), 12.5);
   for (uint8_t q : qlut) EXPECT_EQ(q, 0);
 }
 

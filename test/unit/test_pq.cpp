@@ -421,3 +421,41 @@ TEST(ProductQuantizerOnGlove, ScoreAwareRanksInnerProductsBetter) {
 
 }  // namespace
 }  // namespace scann
+
+namespace scann {
+namespace {
+
+// Outlier residuals (huge or non-finite) are left out of codebook training, the others keep
+// their order, and codebooks trained on what is kept stay at the scale of ordinary rows.
+TEST(DropOutlierRows, KeepsOrdinaryRowsInOrder) {
+  const int dim = 4;
+  std::vector<float> residuals, points;
+  for (int i = 0; i < 200; i++)
+    for (int j = 0; j < dim; j++) {
+      residuals.push_back(0.01f * float((i * 7 + j * 3) % 19) - 0.09f);
+      points.push_back(float(i));
+    }
+  residuals[size_t(17) * dim + 1] = 1e20f;
+  residuals[size_t(50) * dim + 0] = std::numeric_limits<float>::infinity();
+  residuals[size_t(51) * dim + 2] = std::numeric_limits<float>::quiet_NaN();
+  const size_t kept = DropOutlierRows(residuals.data(), points.data(), 200, dim);
+  ASSERT_EQ(kept, 197u);
+  std::vector<float> expected_ids;
+  for (int i = 0; i < 200; i++)
+    if (i != 17 && i != 50 && i != 51) expected_ids.push_back(float(i));
+  for (size_t i = 0; i < kept; i++) EXPECT_EQ(points[i * dim], expected_ids[i]);
+  ProductQuantizer pq(dim, PqOptions{});
+  pq.Train(residuals.data(), points.data(), kept);
+  for (size_t c = 0; c < pq.codebook_floats(); c++) EXPECT_LT(std::fabs(pq.codebooks()[c]), 1.0f);
+}
+
+// All-zero residuals (every row on its centroid): the median is 0 and only non-finite rows go.
+TEST(DropOutlierRows, ZeroMedianKeepsFiniteRows) {
+  std::vector<float> residuals(30, 0.0f), points(30, 1.0f);
+  residuals[7] = 5.0f;
+  residuals[8] = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(DropOutlierRows(residuals.data(), points.data(), 10, 3), 9u);
+}
+
+}  // namespace
+}  // namespace scann
