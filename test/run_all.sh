@@ -171,8 +171,22 @@ tap_file() {
   t0=$(date +%s)
   (cd "$ROOT" && as_test_user env TESTDIR="$WORK/tap" PG_REGRESS="$PGXS_SRC/test/regress/pg_regress" \
       TEMP_CONFIG="$WORK/tap/small_buffers.conf" \
-      prove -v -I "$PGXS_SRC/test/perl" -I "$ROOT/test" "$file") >"$out" 2>&1
+      prove -v -I "$PGXS_SRC/test/perl" -I "$ROOT/test" "$file") >"$out" 2>&1 &
+  local pid=$! beat=$((t0 + 30)) beats=0
+  # A file that runs long says every 30 s how many of its assertions have passed so far
+  # (counted in its regress_log, which is written as it goes; prove's output is buffered).
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    if [ "$(date +%s)" -ge "$beat" ] && kill -0 "$pid" 2>/dev/null; then
+      [ "$beats" -gt 0 ] || echo "running"
+      beats=$((beats + 1))
+      beat=$((beat + 30))
+      echo "        $(grep -cE '^\[[0-9:.]+\]\([0-9.]+s\) ok [0-9]+' "$log" 2>/dev/null) assertions passed so far, $(since "$t0")"
+    fi
+  done
+  wait "$pid"
   rc=$?
+  [ "$beats" -eq 0 ] || printf '  [%d/%d] %-28s ' "$i" "$n" "$name"
   ok=$(grep -cE '^ok [0-9]+' "$out")
   bad=$(grep -cE '^not ok [0-9]+' "$out")
   [ $rc -ne 0 ] && [ "$bad" -eq 0 ] && bad=1
