@@ -45,14 +45,23 @@ SELECT id, round((v <-> '{0.9,0.1}')::numeric, 4) AS d FROM t ORDER BY v <-> '{0
 SET scann.reorder = 2;
 SELECT array_agg(id) FROM (SELECT id FROM t ORDER BY v <-> '{0,0}' LIMIT 100) s;
 RESET scann.reorder;
--- A NULL query vector (a parameter the planner cannot fold away) gives no rows from the index.
+-- ORDER BY v <-> NULL: every distance is NULL, so any order is correct, and LIMIT n gives n
+-- rows whichever plan runs.  A literal NULL is folded away by the planner (the operator is
+-- strict) and the ORDER BY with it: any scan of the table, rows with a NULL vector included.
+EXPLAIN (COSTS OFF) SELECT id FROM t ORDER BY v <-> NULL LIMIT 3;
+SELECT count(*) FROM (SELECT id FROM t ORDER BY v <-> NULL LIMIT 3) s;
+-- A NULL parameter under a generic plan, or a sub-select, reaches the index, which returns its
+-- rows (not those with a NULL vector) in no particular order.
 PREPARE knn(real[]) AS SELECT id FROM t ORDER BY v <-> $1 LIMIT 3;
 SET plan_cache_mode = force_generic_plan;
 EXPLAIN (COSTS OFF) EXECUTE knn(NULL);
-EXECUTE knn(NULL);
+CREATE TEMP TABLE knn_null AS EXECUTE knn(NULL);
+SELECT count(*), count(DISTINCT id) FROM knn_null;
 EXECUTE knn('{0,0}');
 RESET plan_cache_mode;
 DEALLOCATE knn;
+SELECT count(*) AS all_indexed_rows, count(*) FILTER (WHERE v IS NULL) AS null_vectors
+  FROM (SELECT v FROM t ORDER BY v <-> (SELECT NULL::real[]) LIMIT 10) s;
 -- A query of the wrong dimension, or bad query vectors, fail clearly.
 SELECT id FROM t ORDER BY v <-> '{1,2,3}' LIMIT 1;
 SELECT id FROM t ORDER BY v <-> '{1,NaN}' LIMIT 1;
@@ -94,10 +103,13 @@ RESET scann.nprobe;
 RESET enable_seqscan;
 EXPLAIN (COSTS OFF) SELECT id FROM pts ORDER BY v <-> '{0.1,0.2,0.3,0.4,0.5}';
 EXPLAIN (COSTS OFF) SELECT id FROM pts ORDER BY v <-> '{0.1,0.2,0.3,0.4,0.5}' LIMIT 5;
--- A row of the wrong dimension fails the build, naming the row and both dimensions.
+-- A row of the wrong dimension fails the build, naming the row (by its ctid) and both
+-- dimensions; the query of the hint lists it.
 DROP INDEX pts_l2;
 INSERT INTO pts VALUES (5000, '{1,2,3}');
 CREATE INDEX ON pts USING scann (v);
+SELECT id FROM pts WHERE ctid = '(28,5)';
+SELECT ctid, * FROM public.pts WHERE cardinality(v) <> 5;
 DELETE FROM pts WHERE id = 5000;
 CREATE INDEX pts_l2 ON pts USING scann (v l2_ops) WITH (lists = 20);
 -- The index stays usable after inserts, deletes and VACUUM.
@@ -118,6 +130,15 @@ SET scann.max_probes = 1;
 SELECT count(*) < 500 AS bounded FROM (SELECT id FROM pts ORDER BY v <-> '{0.5,0.5,0.5,0.5,0.3}' LIMIT 5000) s;
 SET scann.max_probes = -1;
 SELECT count(*) AS unbounded, count(DISTINCT id) AS distinct_ids FROM (SELECT id FROM pts ORDER BY v <-> '{0.5,0.5,0.5,0.5,0.3}' LIMIT 5000) s;
+-- A bound below scann.nprobe acts as scann.nprobe (as pgvector's ivfflat.max_probes below
+-- ivfflat.probes does): the first scann.nprobe lists are always searched.
+SET scann.nprobe = 3;
+SET scann.max_probes = 1;
+SELECT count(*) AS max_probes_1 FROM (SELECT id FROM pts ORDER BY v <-> '{0.5,0.5,0.5,0.5,0.3}' LIMIT 5000) s;
+SET scann.max_probes = 3;
+SELECT count(*) AS max_probes_3 FROM (SELECT id FROM pts ORDER BY v <-> '{0.5,0.5,0.5,0.5,0.3}' LIMIT 5000) s;
+SET scann.nprobe = 1;
+SET scann.max_probes = -1;
 SELECT count(*) AS filtered FROM (SELECT id FROM pts WHERE id % 10 = 1 ORDER BY v <-> '{0.5,0.5,0.5,0.5,0.3}' LIMIT 50) s;
 RESET ALL;
 
@@ -162,6 +183,9 @@ SELECT count(*) FILTER (WHERE id = 0) AS zero_rows_returned, count(*) AS rows
   FROM (SELECT id FROM dirs ORDER BY v <=> '{1,0,0}' LIMIT 1000) s;
 SELECT id FROM dirs ORDER BY v <=> '{1,0.1,0}' LIMIT 3;
 SELECT id FROM dirs ORDER BY v <#> '{1,0.1,2}' LIMIT 3;
+-- A NULL query through the shared lookup tables of cosine and inner product: every indexed row.
+SELECT count(*) AS cosine_rows FROM (SELECT id FROM dirs ORDER BY v <=> (SELECT NULL::real[]) LIMIT 1000) s;
+SELECT count(*) AS ip_rows FROM (SELECT id FROM dirs ORDER BY v <#> (SELECT NULL::real[]) LIMIT 1000) s;
 RESET ALL;
 
 -- Unlogged tables get an init fork: the index works and survives TRUNCATE.

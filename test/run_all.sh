@@ -2,9 +2,12 @@
 # The whole pg_scann test suite, from a clean checkout on Debian 12, needing no running
 # server: installs what is missing, builds and installs the extension, prepares the real
 # data sets, then runs the core unit tests (GoogleTest), pg_regress, the isolation tests,
-# the TAP suite (PostgreSQL::Test::Cluster) and the benchmark harness's smoke test.  It
-# closes with one line "N passed, N failed" over all of them and exits non-zero on any
-# failure.  Run as root (servers then run as the OS user postgres) or as a user with sudo.
+# the TAP suite (PostgreSQL::Test::Cluster) and the benchmark harness's smoke test.  Every
+# step prints what it is doing as it goes (a line per pg_regress test and per TAP file, with
+# its result and time); a failure shows the failing test's own log (the unit test's output,
+# pg_regress's diffs, the TAP file's assertions and regress_log).  It closes with one line
+# "N passed, N failed" over all of them and exits non-zero on any failure.  Run as root
+# (servers then run as the OS user postgres) or as a user with sudo.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,9 +16,25 @@ export PG_SCANN_DATA=${PG_SCANN_DATA:-/var/tmp/pg_scann-data}
 PYTHON=/usr/bin/python3
 passed=0
 failed=0
+failures=()
+START=$(date +%s)
+STEP=0
+STEPS=7
 
-step() { printf '\n=== %s ===\n' "$*"; }
-count() { passed=$((passed + $1)); failed=$((failed + $2)); echo "--- $3: $1 passed, $2 failed"; }
+# "mm:ss" since $1 (default: the start of the suite).
+since() { date -u -d "@$(($(date +%s) - ${1:-$START}))" +%M:%S; }
+step() {
+  STEP=$((STEP + 1))
+  STEP_START=$(date +%s)
+  printf '\n=== [%d/%d] %s (at %s) ===\n' "$STEP" "$STEPS" "$*" "$(since)"
+}
+# count PASSED FAILED LABEL [WHAT_FAILED]
+count() {
+  passed=$((passed + $1))
+  failed=$((failed + $2))
+  [ "$2" -eq 0 ] || failures+=("${4:-$3}")
+  echo "--- $3: $1 passed, $2 failed ($(since "$STEP_START"))"
+}
 
 # Servers refuse to run as root: as root, run them (and everything that starts them) as
 # postgres; otherwise as ourselves.
@@ -30,17 +49,16 @@ else
 fi
 
 setup() {
-  step "dependencies"
+  step "dependencies (Debian packages, test/install_deps.sh)"
   "$ROOT/test/install_deps.sh" || exit 1
   PGBIN=$(pg_config --bindir)
   PGXS_SRC=$(dirname "$(dirname "$(pg_config --pgxs)")")
   export PATH="$PGBIN:$PATH"
 
   step "build and install"
-  make -C "$ROOT" -s -j2 all build/core_tests build/micro_bench || exit 1
-  $SUDO make -C "$ROOT" -s install || exit 1
+  "$ROOT/test/build.sh" build/core_tests build/micro_bench || exit 1
 
-  step "data sets"
+  step "data sets (bench/datasets.py, cached in $PG_SCANN_DATA)"
   $SUDO env PG_SCANN_DATA="$PG_SCANN_DATA" $PYTHON "$ROOT/bench/datasets.py" prepare minilm fashion-mnist glove-100 || exit 1
 
   $SUDO rm -rf "$WORK"
@@ -51,16 +69,23 @@ setup() {
 unit_tests() {
   step "core unit tests (GoogleTest)"
   local out="$WORK/unit.log"
+  echo "  build/core_tests (log: $out)"
   "$ROOT/build/core_tests" --gtest_brief=1 >"$out" 2>&1
   local rc=$?
-  tail -n 20 "$out"
   local ok bad
   ok=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -1)
   bad=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -1)
   ok=${ok:-0}
   bad=${bad:-0}
   [ $rc -ne 0 ] && [ "$bad" -eq 0 ] && bad=1
-  count "$ok" "$bad" "unit"
+  grep -E '^\[ recall \]|^\[==========\]|^\[  PASSED  \]' "$out"
+  if [ $rc -ne 0 ]; then
+    # --gtest_brief prints only the failing tests, each with its own output.
+    echo "failing unit tests: $(sed -n 's/^\[  FAILED  \] \([A-Za-z_][A-Za-z0-9_/.]*\).*/\1/p' "$out" | sort -u | tr '\n' ' ')"
+    echo "--- $out (first 200 lines):"
+    head -n 200 "$out"
+  fi
+  count "$ok" "$bad" "unit" "unit tests ($out)"
 }
 
 # The pg_regress, isolation and TAP servers run with 1MB of shared_buffers (128 pages), so
@@ -86,7 +111,7 @@ count_regress() {
   ok=$(grep -cE '\.\.\. ok( |$)' "$out")
   bad=$(grep -cE '\.\.\. FAILED' "$out")
   [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ] && bad=1
-  count "$ok" "$bad" "$label"
+  count "$ok" "$bad" "$label" "${4:-$label}"
 }
 
 regress_tests() {
@@ -100,50 +125,116 @@ regress_tests() {
   tests=$(make -s -C "$ROOT" print-regress)
   (cd "$ROOT" && as_test_user "$PGXS_SRC/test/regress/pg_regress" --bindir="$PGBIN" \
       --inputdir="$ROOT" --outputdir="$WORK/regress" --host="$WORK" --port="$PORT" \
-      --dbname=contrib_regression $tests) >"$out" 2>&1
-  rc=$?
-  cat "$out"
-  [ $rc -ne 0 ] && cat "$WORK"/regress/regression.diffs 2>/dev/null | head -200
-  count_regress "$out" $rc "pg_regress"
+      --dbname=contrib_regression $tests) 2>&1 | tee "$out" | quiet_setup
+  rc=${PIPESTATUS[0]}
+  show_diffs "$WORK/regress" $rc
+  count_regress "$out" $rc "pg_regress" "pg_regress: $(failed_tests "$out") (diffs: $WORK/regress/regression.diffs)"
 
   tests=$(make -s -C "$ROOT" print-isolation)
   if [ -n "$tests" ]; then
     out="$WORK/isolation.log"
     (cd "$ROOT" && as_test_user "$PGXS_SRC/test/isolation/pg_isolation_regress" \
         --bindir="$PGBIN" --inputdir="$ROOT/test/isolation" --outputdir="$WORK/isolation" \
-        --host="$WORK" --port="$PORT" --dbname=isolation_regression $tests) >"$out" 2>&1
-    rc=$?
-    cat "$out"
-    [ $rc -ne 0 ] && cat "$WORK"/isolation/regression.diffs 2>/dev/null | head -200
-    count_regress "$out" $rc "isolation"
+        --host="$WORK" --port="$PORT" --dbname=isolation_regression $tests) 2>&1 | tee "$out" | quiet_setup
+    rc=${PIPESTATUS[0]}
+    show_diffs "$WORK/isolation" $rc
+    count_regress "$out" $rc "isolation" "isolation: $(failed_tests "$out") (diffs: $WORK/isolation/regression.diffs)"
   fi
   stop_cluster
 }
 
-tap_tests() {
-  step "TAP (PostgreSQL::Test::Cluster)"
-  local out="$WORK/tap.log" rc ok bad
-  as_test_user mkdir -p "$WORK/tap"
-  echo "shared_buffers = $SMALL_BUFFERS" | as_test_user tee "$WORK/tap/small_buffers.conf" >/dev/null
+# pg_regress's output without the command tags of its database setup.
+quiet_setup() { grep --line-buffered -vE '^(SET|DROP DATABASE|CREATE DATABASE|ALTER DATABASE)$'; }
+
+# Names of the tests a pg_regress run reports FAILED.
+failed_tests() { sed -n 's/^[ ]*\(test\|permutation\)\{0,1\} *\([A-Za-z0-9_]*\) *\.\.\. FAILED.*/\2/p' "$1" | tr '\n' ' '; }
+
+# After a failed pg_regress run: its diffs, which name each failing test's files, and the
+# end of the server log.
+show_diffs() {
+  local dir=$1 rc=$2
+  [ "$rc" -ne 0 ] || return 0
+  echo "--- $dir/regression.diffs (first 200 lines):"
+  head -n 200 "$dir/regression.diffs" 2>/dev/null
+  echo "--- $WORK/server.log (last 20 lines):"
+  tail -n 20 "$WORK/server.log" 2>/dev/null
+}
+
+# One TAP file: a line with its result and time; on failure, its failing assertions, the
+# end of its regress_log and of its servers' logs.
+tap_file() {
+  local file=$1 i=$2 n=$3 name out rc ok bad t0 log
+  name=$(basename "$file" .pl)
+  out="$WORK/tap/$name.out"
+  log="$WORK/tap/tmp_check/log/regress_log_$name"
+  printf '  [%d/%d] %-28s ' "$i" "$n" "$name"
+  t0=$(date +%s)
   (cd "$ROOT" && as_test_user env TESTDIR="$WORK/tap" PG_REGRESS="$PGXS_SRC/test/regress/pg_regress" \
       TEMP_CONFIG="$WORK/tap/small_buffers.conf" \
-      prove -v -I "$PGXS_SRC/test/perl" -I "$ROOT/test" test/t/*.pl) >"$out" 2>&1
+      prove -v -I "$PGXS_SRC/test/perl" -I "$ROOT/test" "$file") >"$out" 2>&1 &
+  local pid=$! beat=$((t0 + 30)) beats=0
+  # A file that runs long says every 30 s how many of its assertions have passed so far
+  # (counted in its regress_log, which is written as it goes; prove's output is buffered).
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    if [ "$(date +%s)" -ge "$beat" ] && kill -0 "$pid" 2>/dev/null; then
+      [ "$beats" -gt 0 ] || echo "running"
+      beats=$((beats + 1))
+      beat=$((beat + 30))
+      echo "        $(grep -cE '^\[[0-9:.]+\]\([0-9.]+s\) ok [0-9]+' "$log" 2>/dev/null) assertions passed so far, $(since "$t0")"
+    fi
+  done
+  wait "$pid"
   rc=$?
-  grep -vE '^\s*#' "$out" | tail -n 40
+  [ "$beats" -eq 0 ] || printf '  [%d/%d] %-28s ' "$i" "$n" "$name"
   ok=$(grep -cE '^ok [0-9]+' "$out")
   bad=$(grep -cE '^not ok [0-9]+' "$out")
   [ $rc -ne 0 ] && [ "$bad" -eq 0 ] && bad=1
-  [ $rc -ne 0 ] && grep -E '^\s*#' "$out" | tail -n 60
-  count "$ok" "$bad" "TAP"
+  if [ $rc -eq 0 ]; then
+    printf 'ok, %d tests, %s\n' "$ok" "$(since "$t0")"
+  else
+    printf 'FAILED, %d of %d tests, %s\n' "$bad" $((ok + bad)) "$(since "$t0")"
+    echo "--- $name: what prove reported ($out):"
+    grep -E '^not ok|^#\s+(Failed test|at |got:|expected:|Looks like|Tests were run)|^Dubious|^Bail out' "$out" | head -n 60
+    echo "--- $log (last 60 lines):"
+    tail -n 60 "$log" 2>/dev/null
+    for f in "$WORK/tap/tmp_check/log/${name}"_*.log; do
+      [ -f "$f" ] || continue
+      echo "--- $f (last 15 lines):"
+      tail -n 15 "$f"
+    done
+  fi
+  count "$ok" "$bad" "$name" "TAP $name ($log)" >/dev/null
+}
+
+tap_tests() {
+  local files n i=0
+  files=("$ROOT"/test/t/*.pl)
+  n=${#files[@]}
+  step "TAP (PostgreSQL::Test::Cluster), $n files one by one"
+  local passed_before=$passed failed_before=$failed
+  as_test_user mkdir -p "$WORK/tap"
+  echo "shared_buffers = $SMALL_BUFFERS" | as_test_user tee "$WORK/tap/small_buffers.conf" >/dev/null
+  for f in "${files[@]}"; do
+    i=$((i + 1))
+    tap_file "test/t/$(basename "$f")" "$i" "$n"
+  done
+  echo "--- TAP: $((passed - passed_before)) passed, $((failed - failed_before)) failed ($(since "$STEP_START"))"
 }
 
 bench_smoke() {
-  step "benchmark harness smoke test"
+  step "benchmark harness smoke test (bench/run.py --smoke)"
   local out="$WORK/bench-smoke.log" rc
   (cd "$ROOT" && $PYTHON bench/run.py --smoke) >"$out" 2>&1
   rc=$?
-  tail -n 20 "$out"
-  if [ $rc -eq 0 ]; then count 1 0 "bench smoke"; else count 0 1 "bench smoke"; fi
+  if [ $rc -eq 0 ]; then
+    tail -n 1 "$out"
+    count 1 0 "bench smoke"
+  else
+    echo "--- $out (last 40 lines):"
+    tail -n 40 "$out"
+    count 0 1 "bench smoke" "bench smoke ($out)"
+  fi
 }
 
 setup
@@ -152,5 +243,7 @@ regress_tests
 tap_tests
 bench_smoke
 echo
+echo "whole suite: $(since) (mm:ss)"
+for f in "${failures[@]}"; do echo "failed: $f"; done
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

@@ -39,12 +39,14 @@ bool Insert(Relation index, Datum* values, bool* isnull, ItemPointer heap_tid, R
   Metric metric = Metric(meta.metric);
   int dims = int(meta.dims);
   int got = dims;
+  // A row CREATE INDEX CONCURRENTLY adds in its validation pass is in the table already.
+  ItemPointer row = index_info->ii_Concurrent ? heap_tid : nullptr;
   if (dims == 0) {  // built on an empty table: the first row inserted fixes the dimension
-    ReadIndexVector(values[0], metric, 0, heap_tid, nullptr, &got);
+    ReadIndexVector(values[0], metric, 0, index, row, nullptr, &got);
     dims = int(LearnDims(index, uint32(got)));
   }
   float* vec = static_cast<float*>(palloc(sizeof(float) * got));
-  if (ReadIndexVector(values[0], metric, dims, heap_tid, vec, nullptr)) {
+  if (ReadIndexVector(values[0], metric, dims, index, row, vec, nullptr)) {
     uint8_t* codes = static_cast<uint8_t*>(palloc0(std::max<uint32>(meta.subspaces, 1)));
     uint32 list = 0;
     if (meta.trained) {

@@ -169,7 +169,7 @@ void CountCallback(Relation index, ItemPointer tid, Datum* values, bool* isnull,
   if (isnull[0]) return;
   if (bs->dims == 0) {
     MemoryContext old = MemoryContextSwitchTo(bs->row_cxt);
-    ReadIndexVector(values[0], bs->metric, 0, tid, nullptr, &bs->dims);
+    ReadIndexVector(values[0], bs->metric, 0, bs->index, tid, nullptr, &bs->dims);
     MemoryContextSwitchTo(old);
     MemoryContextReset(bs->row_cxt);
   }
@@ -189,7 +189,7 @@ void SampleCallback(Relation index, ItemPointer tid, Datum* values, bool* isnull
   if (slot >= bs->sample_cap) return;
   MemoryContext old = MemoryContextSwitchTo(bs->row_cxt);
   // A zero vector under cosine is not indexed, so it takes no slot either.
-  if (ReadIndexVector(values[0], bs->metric, bs->dims, tid, bs->vec, nullptr)) {
+  if (ReadIndexVector(values[0], bs->metric, bs->dims, bs->index, tid, bs->vec, nullptr)) {
     std::memcpy(bs->sample + size_t(slot) * bs->dims, bs->vec, sizeof(float) * bs->dims);
     if (slot == bs->sample_rows) bs->sample_rows++;
   }
@@ -254,11 +254,11 @@ void EncodeCallback(Relation index, ItemPointer tid, Datum* values, bool* isnull
   if (isnull[0]) return;
   MemoryContext old = MemoryContextSwitchTo(bs->row_cxt);
   if (!bs->trained) {  // one list, no codes
-    if (ReadIndexVector(values[0], bs->metric, bs->dims, tid, bs->vec, nullptr)) {
+    if (ReadIndexVector(values[0], bs->metric, bs->dims, bs->index, tid, bs->vec, nullptr)) {
       PutRecord(bs, 0, tid);
       pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, int64(bs->indexed));
     }
-  } else if (ReadIndexVector(values[0], bs->metric, bs->dims, tid,
+  } else if (ReadIndexVector(values[0], bs->metric, bs->dims, bs->index, tid,
                              bs->chunk + size_t(bs->chunk_rows) * bs->dims, nullptr)) {
     bs->chunk_tids[bs->chunk_rows++] = *tid;
   }
@@ -494,8 +494,15 @@ void BeginParallel(BuildState* bs) {
   bs->shared = shared;
   bs->sharedsort = sharedsort;
   bs->participants = pcxt->nworkers_launched + (leader_participates ? 1 : 0);
+  // PostgreSQL 15's index_build plans parallel workers for btree only and has just logged
+  // "building index ... serially" for this one; this says what happens instead.
   ereport(DEBUG1, (errmsg_internal("scann index \"%s\" encodes rows with %d parallel workers",
-                                   RelationGetRelationName(bs->index), pcxt->nworkers_launched)));
+                                   RelationGetRelationName(bs->index), pcxt->nworkers_launched),
+                   errdetail_internal(
+                       "PostgreSQL's message \"building index ... serially\" above refers to "
+                       "its own planning, which gives parallel workers to btree builds "
+                       "only; scann launches its own for the encoding pass, after the "
+                       "leader has trained the quantizers.")));
   if (leader_participates) EncodeShare(bs, shared->sort_mem, true);
   // Should a worker fail to start, this errors out instead of waiting for it forever below.
   WaitForParallelWorkersToAttach(pcxt);

@@ -82,7 +82,8 @@ void DefineGucs() {
       "scann.max_probes",
       "Lists a scann scan may search in all when the executor keeps asking for rows.",
       "A WHERE clause that rejects rows, or a LIMIT above scann.reorder, makes the scan go "
-      "on past scann.nprobe lists, up to this bound; -1 means all lists.",
+      "on past scann.nprobe lists, up to this bound (never below scann.nprobe); -1 means all "
+      "lists.",
       &g_max_probes, -1, -1, kMaxLists, PGC_USERSET, 0, nullptr, nullptr, nullptr);
   DefineCustomEnumVariable(
       "scann.inject_fault", "Developer option: makes scann inserts fail at a chosen point.",

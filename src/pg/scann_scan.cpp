@@ -60,6 +60,7 @@ struct ScanState {
   Metric metric;
   int dims;
   bool has_query;
+  bool null_query;  // ORDER BY col <op> NULL: a zero query, rows in no meaningful order
   float* query;     // as given (exact distances)
   float* query_pq;  // normalized for cosine: what centroids and codes see
   int nprobe;
@@ -549,6 +550,7 @@ void StartScan(ScanState* so, IndexScanDesc scan) {
     so->reorder = Max(so->reorder, 1);
     so->nprobe = 1;
   }
+  if (so->null_query) so->reorder = 0;  // no distance to rank by: skip the heap fetches
   so->base_batch = so->batch;
   const uint32 ring = std::min<uint32>(so->nprobe, meta.lists);
   if (meta.subspaces > 0) {
@@ -596,9 +598,14 @@ void Rescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int n
   so->ring_open = so->ring_done = so->exhausted = false;
   so->ranked = nullptr;
   so->nresults = so->next_result = 0;
-  so->has_query = false;
+  so->has_query = so->null_query = false;
   so->dims = int(so->meta.dims);
-  if (scan->numberOfOrderBys > 0 && !(scan->orderByData[0].sk_flags & SK_ISNULL)) {
+  if (scan->numberOfOrderBys > 0 && (scan->orderByData[0].sk_flags & SK_ISNULL)) {
+    // Every distance to NULL is NULL, so any order is correct: the indexed rows come back in
+    // the order a zero query's codes give them (no heap fetches), as pgvector returns them.
+    so->query = so->query_pq = static_cast<float*>(palloc0(sizeof(float) * Max(so->dims, 1)));
+    so->has_query = so->null_query = true;
+  } else if (scan->numberOfOrderBys > 0) {
     VectorArg q = ReadVector(scan->orderByData[0].sk_argument, "query vector");
     if (so->dims == 0) so->dims = q.dim;  // an untrained index built on an empty table
     CheckSameDims(so->dims, q.dim);
@@ -614,7 +621,7 @@ void Rescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int n
 
 bool GetTuple(IndexScanDesc scan, ScanDirection dir) {
   ScanState* so = static_cast<ScanState*>(scan->opaque);
-  if (!so->has_query || so->exhausted) return false;  // ORDER BY col <op> NULL: no rows
+  if (!so->has_query || so->exhausted) return false;
   if (!so->ranked) {
     if (!so->fetch) {
       MemoryContext old = MemoryContextSwitchTo(so->base_cxt);
@@ -647,7 +654,7 @@ bool GetTuple(IndexScanDesc scan, ScanDirection dir) {
   scan->xs_recheck = false;
   scan->xs_recheckorderby = false;
   scan->xs_orderbyvals[0] = Float8GetDatum(r.distance);
-  scan->xs_orderbynulls[0] = false;
+  scan->xs_orderbynulls[0] = so->null_query;
   return true;
 }
 

@@ -11,6 +11,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(usleep);
 use lib 'test';
 use ScannTest;
 
@@ -104,10 +105,20 @@ is(vacuum_reusable(), 0, 'VACUUM then finds no reusable page');
 
 # 2. A crash at the same point, with the continuation page's record flushed.
 $blocks = index_blocks();
+my $log_offset = -s $node->logfile;
 ($ret, $stdout, $stderr) = $node->psql('postgres', q{
 SET scann.inject_fault = 'panic_before_link';
 INSERT INTO items SELECT * FROM later WHERE id >= 1600});
 like($stderr, qr/server closed the connection unexpectedly|PANIC/, 'the backend crashes');
+# A new session may still connect in the moment before the postmaster reacts to the crash:
+# wait for the restart to finish before polling (it raced on a loaded machine).
+my $restarted;
+for (1 .. 10 * $PostgreSQL::Test::Utils::timeout_default)
+{
+	last if $restarted = $node->log_contains(qr/reinitializing.*ready to accept connections/s, $log_offset);
+	usleep(100_000);
+}
+BAIL_OUT('the server did not restart after the crash') unless $restarted;
 $node->poll_query_until('postgres', 'SELECT true')
   or BAIL_OUT('the server did not come back after the crash');
 ok(index_blocks() >= $blocks + 2, 'after recovery the index holds the crashed insert\'s pages');

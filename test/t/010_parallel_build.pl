@@ -62,8 +62,13 @@ for my $case (
 	my ($ret, $workers) = build("CREATE INDEX serial_idx ON $table USING scann (embedding $opclass)",
 		max_parallel_maintenance_workers => 0);
 	is("$ret $workers", '0 0', "$what: the serial build runs without workers");
-	($ret, $workers) = build("CREATE INDEX parallel_idx ON $table USING scann (embedding $opclass)");
+	my $err;
+	($ret, $workers, $err) =
+	  build("CREATE INDEX parallel_idx ON $table USING scann (embedding $opclass)");
 	is("$ret $workers", '0 2', "$what: the parallel build encodes rows with 2 workers");
+	like($err,
+		qr/building index "parallel_idx" on table "$table" serially\n.*encodes rows with 2 parallel workers\nDETAIL:  PostgreSQL's message "building index \.\.\. serially" above refers to its own planning/s,
+		"$what: the debug message explains PostgreSQL's \"serially\" before it");
 	is(differing_pages('serial_idx', 'parallel_idx'), '0',
 		"$what: every page of the parallel build equals the serial build's");
 	$node->safe_psql('postgres', 'DROP INDEX parallel_idx');
@@ -143,8 +148,17 @@ my $err;
 ($ret, $workers, $err) = build(
 	'CREATE INDEX bad_idx ON bad USING scann (embedding cosine_ops) WITH (sample = 1000)');
 is($workers, 2, 'the build with a bad row ran in parallel');
-like($err, qr/ERROR:  vector of row \(\d+,\d+\) has 99 dimensions, expected 100 dimensions/,
+like($err,
+	qr/ERROR:  vector of the row at ctid \(\d+,\d+\) in table "bad" has 99 dimensions, expected 100 dimensions/,
 	'a bad row fails the parallel build naming its dimensions');
+my ($ctid) = $err =~ /at ctid (\(\d+,\d+\))/;
+$ctid //= '(0,0)';
+is($node->safe_psql('postgres', "SELECT id FROM bad WHERE ctid = '$ctid'"),
+	'2000000', "the ctid in the message, $ctid, is the bad row's");
+my ($hint) = $err =~ /HINT:  (SELECT .*) lists the rows of another length\./;
+$hint //= 'SELECT NULL AS id';
+is($node->safe_psql('postgres', "SELECT string_agg(id::text, ',') FROM ($hint) s"),
+	'2000000', "the query of the hint lists the bad row: $hint");
 is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_class WHERE relname = 'bad_idx'}),
 	'0', 'and leaves no index');
 
