@@ -5,7 +5,7 @@
 #include "pg/scann_list.h"
 #include "pg/scann_options.h"
 #include "pg/scann_scan.h"
-#include "pg/scann_vacuum.h"
+#include "pg/scann_variant.h"
 #include "pg/scann_vector.h"
 
 extern "C" {
@@ -46,19 +46,8 @@ bool Insert(Relation index, Datum* values, bool* isnull, ItemPointer heap_tid, R
     dims = int(LearnDims(index, uint32(got)));
   }
   float* vec = static_cast<float*>(palloc(sizeof(float) * got));
-  if (ReadIndexVector(values[0], metric, dims, index, row, vec, nullptr)) {
-    uint8_t* codes = static_cast<uint8_t*>(palloc0(std::max<uint32>(meta.subspaces, 1)));
-    uint32 list = 0;
-    if (meta.trained) {
-      // Looked up again after detoasting, which may have flushed the relcache entry.
-      const IndexState* idx = GetIndexState(index);
-      float* residual = static_cast<float*>(palloc(sizeof(float) * dims));
-      const ProductQuantizer* pq = GetQuantizer(index);
-      list = EncodeVector(pq, idx->centroids, idx->norms, meta.lists, dims, vec, residual,
-                          codes);
-    }
-    InsertIntoList(index, meta, list, heap_tid, codes);
-  }
+  if (ReadIndexVector(values[0], metric, dims, index, row, vec, nullptr))
+    VariantOf(meta).insert(index, vec, heap_tid);
   MemoryContextSwitchTo(old);
   MemoryContextDelete(cxt);
   return false;
@@ -168,6 +157,16 @@ bool Validate(Oid opclassoid) {
 }
 
 bytea* Options(Datum reloptions, bool validate) { return ParseRelOptions(reloptions, validate); }
+
+// VACUUM dispatches on the variant like every other callback.
+IndexBulkDeleteResult* BulkDelete(IndexVacuumInfo* info, IndexBulkDeleteResult* stats,
+                                  IndexBulkDeleteCallback callback, void* callback_state) {
+  return VariantOf(ReadMetaPage(info->index)).bulk_delete(info, stats, callback, callback_state);
+}
+
+IndexBulkDeleteResult* VacuumCleanup(IndexVacuumInfo* info, IndexBulkDeleteResult* stats) {
+  return VariantOf(ReadMetaPage(info->index)).cleanup(info, stats);
+}
 
 }  // namespace
 

@@ -30,6 +30,7 @@
 #include "pg/scann_index.h"
 #include "pg/scann_list.h"
 #include "pg/scann_options.h"
+#include "pg/scann_variant.h"
 #include "pg/scann_vector.h"
 
 extern "C" {
@@ -73,7 +74,6 @@ enum BuildPhase : int64 {
 };
 
 constexpr uint64_t kSeed = 0x5ca11ab1e0f5ca1ull;
-constexpr int kKMeansIterations = 10;
 constexpr int kPqIterations = 8;
 
 // The state a parallel encoding pass shares in its DSM segment (ParallelTableScanDesc after
@@ -92,6 +92,10 @@ struct ParallelShared {
   BlockNumber centroid_start;
   BlockNumber codebook_start;
   size_t codebook_floats;
+  uint16 variant;
+  uint32 fanout;
+  BlockNumber partition_start;  // InvalidBlockNumber: none
+  uint32 partition_bytes;
   ConditionVariable done_cv;
   slock_t mutex;
   int done;                  // participants whose run is sorted
@@ -133,11 +137,20 @@ struct BuildState {
   bool trained;
   float* centroids;
   ProductQuantizer* pq;
-  // Where WriteModel put the centroid and codebook streams.
+  // The partitioner and what it trained besides the centroids: the lists a row is filed
+  // in, its own structure, and what it keeps in the metapage.
+  const ListPartitioner* partitioner;
+  uint32 fanout;
+  char* partition;
+  uint32 partition_bytes;
+  uint32 variant_words[16];
+  // Where WriteModel put the centroid, codebook and partition streams.
   BlockNumber centroid_start;
   BlockNumber codebook_start;
+  BlockNumber partition_start;
   uint32 centroid_pages;
   uint32 codebook_pages;
+  uint32 partition_pages;
   float* vec;
   float* residual;
   uint8_t* codes;
@@ -147,7 +160,7 @@ struct BuildState {
   // AssignNearest's blocked kernel (faster than one row against every centroid at a time).
   float* chunk;  // chunk_cap rows of dims floats
   ItemPointerData* chunk_tids;
-  int32* chunk_lists;
+  int32* chunk_lists;  // fanout per row
   uint32 chunk_cap;
   uint32 chunk_rows;
 
@@ -161,6 +174,19 @@ struct BuildState {
   BufferUsage* buffer_usage;
   WalUsage* wal_usage;
 };
+
+// The partition model as the build has it so far.
+PartitionModel Model(const BuildState* bs) {
+  PartitionModel model;
+  model.dims = bs->dims;
+  model.lists = bs->opts.lists;
+  model.fanout = bs->fanout;
+  model.centroids = bs->centroids;
+  model.norms = nullptr;
+  model.partition = bs->partition;
+  model.partition_bytes = bs->partition_bytes;
+  return model;
+}
 
 // Pass 1: rows to index, and the dimensions of the first one.
 void CountCallback(Relation index, ItemPointer tid, Datum* values, bool* isnull, bool alive,
@@ -225,21 +251,22 @@ void PutRecord(BuildState* bs, uint32 list, ItemPointer tid) {
   std::memcpy(p + kSortKeyBytes, bs->codes, bs->code_bytes);
   tuplesort_putdatum(bs->sort, PointerGetDatum(rec), false);
   pfree(rec);
-  bs->indexed += 1;
 }
 
 // Lists and codes of the chunk's rows, into the sort.
 void FlushChunk(BuildState* bs) {
   const uint32 n = bs->chunk_rows;
   if (n == 0) return;
-  CppGuard([&] {
-    AssignNearest(bs->chunk, n, bs->dims, bs->centroids, int(bs->opts.lists), bs->chunk_lists);
-  });
+  bs->partitioner->assign(Model(bs), bs->chunk, n, bs->chunk_lists);
   for (uint32 i = 0; i < n; i++) {
-    EncodeInList(bs->pq, bs->centroids, bs->dims, uint32(bs->chunk_lists[i]),
-                 bs->chunk + size_t(i) * bs->dims, bs->residual, bs->codes);
-    PutRecord(bs, uint32(bs->chunk_lists[i]), &bs->chunk_tids[i]);
+    for (uint32 t = 0; t < bs->fanout; t++) {
+      const uint32 list = uint32(bs->chunk_lists[size_t(i) * bs->fanout + t]);
+      EncodeInList(bs->pq, bs->centroids, bs->dims, list, bs->chunk + size_t(i) * bs->dims,
+                   bs->residual, bs->codes);
+      PutRecord(bs, list, &bs->chunk_tids[i]);
+    }
   }
+  bs->indexed += n;
   bs->chunk_rows = 0;
   int64 done =
       bs->shared ? int64(pg_atomic_add_fetch_u64(&bs->shared->encoded, n)) : int64(bs->indexed);
@@ -256,6 +283,7 @@ void EncodeCallback(Relation index, ItemPointer tid, Datum* values, bool* isnull
   if (!bs->trained) {  // one list, no codes
     if (ReadIndexVector(values[0], bs->metric, bs->dims, bs->index, tid, bs->vec, nullptr)) {
       PutRecord(bs, 0, tid);
+      bs->indexed += 1;
       pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, int64(bs->indexed));
     }
   } else if (ReadIndexVector(values[0], bs->metric, bs->dims, bs->index, tid,
@@ -307,59 +335,49 @@ void ScaleThresholdToNorms(BuildState* bs) {
   pfree(norms);
 }
 
-// Lists are cut so that every centroid has kMinRowsPerList training rows, with a NOTICE when
-// the user asked for more.
-void CapLists(BuildState* bs) {
-  const uint32 cap = Max(1u, bs->sample_rows / kMinRowsPerList);
-  if (bs->opts.lists <= cap) return;
-  if (bs->opts.lists_requested)
-    ereport(NOTICE,
-            (errmsg("scann index \"%s\" gets %u lists instead of %u",
-                    RelationGetRelationName(bs->index), cap, bs->opts.lists),
-             errdetail("Each list needs %u training rows, and the quantizers are trained on a "
-                       "sample of %u rows.",
-                       kMinRowsPerList, bs->sample_rows),
-             errhint("Ask for fewer lists, or raise the sample option (or "
-                     "maintenance_work_mem, which bounds it).")));
-  bs->opts.lists = cap;
-}
-
-// k-means centroids on the sample (unit centroids for cosine), then the product quantizer
-// on the residuals.
+// The partition (the variant's partitioner, on the sample), then the product quantizer on
+// the sample's residuals to the first list each row is filed in.
 void Train(BuildState* bs) {
   pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, kPhaseTrain);
   const int dims = bs->dims;
   const uint32 n = bs->sample_rows;
   if (bs->metric == Metric::kInnerProduct && bs->opts.anisotropic_threshold > 0)
     ScaleThresholdToNorms(bs);
-  CapLists(bs);
-  bs->centroids = static_cast<float*>(
-      MemoryContextAllocHuge(CurrentMemoryContext, sizeof(float) * size_t(bs->opts.lists) * dims));
+  PartitionTraining training = {};
+  training.index = bs->index;
+  training.metric = bs->metric;
+  training.dims = dims;
+  training.sample = bs->sample;
+  training.sample_rows = n;
+  training.table_rows = bs->rows;
+  training.lists = bs->opts.lists;
+  training.lists_requested = bs->opts.lists_requested;
+  bs->partitioner->train(&training);
+  bs->opts.lists = training.lists;
+  bs->fanout = training.fanout;
+  bs->centroids = training.centroids;
+  bs->partition = training.partition;
+  bs->partition_bytes = training.partition_bytes;
+  std::memcpy(bs->variant_words, training.variant_words, sizeof(bs->variant_words));
+  int32* assign = static_cast<int32*>(
+      MemoryContextAllocHuge(CurrentMemoryContext, sizeof(int32) * size_t(n) * bs->fanout));
+  bs->partitioner->assign(Model(bs), bs->sample, n, assign);
   PqOptions pq_opts = EncodingOptions(bs->opts.dims_per_subspace, bs->opts.anisotropic_threshold);
   pq_opts.iterations = kPqIterations;
   pq_opts.seed = kSeed;
   pq_opts.check_interrupts = CheckInterrupts;
   bs->pq = NewInContext<ProductQuantizer>(CurrentMemoryContext, dims, pq_opts);
   CppGuard([&] {
-    KMeansOptions km;
-    km.iterations = kKMeansIterations;
-    km.seed = kSeed;
-    km.check_interrupts = CheckInterrupts;
-    TrainKMeans(bs->sample, n, dims, int(bs->opts.lists), km, bs->centroids);
-    // Cosine: unit centroids, so that the L2 cell of a row is the list whose centroid has
-    // the largest inner product with it, the order in which scans probe lists.
-    if (bs->metric == Metric::kCosine)
-      for (uint32 l = 0; l < bs->opts.lists; l++) Normalize(bs->centroids + size_t(l) * dims, dims);
-    std::vector<int32_t> assign(n);
-    AssignNearest(bs->sample, n, dims, bs->centroids, int(bs->opts.lists), assign.data());
     std::vector<float> residuals(size_t(n) * dims);
-    for (uint32 i = 0; i < n; i++)
+    for (uint32 i = 0; i < n; i++) {
+      const float* c = bs->centroids + size_t(assign[size_t(i) * bs->fanout]) * dims;
       for (int j = 0; j < dims; j++)
-        residuals[size_t(i) * dims + j] =
-            bs->sample[size_t(i) * dims + j] - bs->centroids[size_t(assign[i]) * dims + j];
+        residuals[size_t(i) * dims + j] = bs->sample[size_t(i) * dims + j] - c[j];
+    }
     const size_t kept = DropOutlierRows(residuals.data(), bs->sample, n, dims);
     bs->pq->Train(residuals.data(), bs->sample, kept);
   });
+  pfree(assign);
   pfree(bs->sample);
   bs->sample = nullptr;
 }
@@ -375,7 +393,7 @@ void BeginEncoding(BuildState* bs) {
         1, std::min<size_t>(kChunkRows, kChunkBytes / (sizeof(float) * size_t(dims)))));
     bs->chunk = static_cast<float*>(palloc(sizeof(float) * size_t(bs->chunk_cap) * dims));
     bs->chunk_tids = static_cast<ItemPointerData*>(palloc(sizeof(ItemPointerData) * bs->chunk_cap));
-    bs->chunk_lists = static_cast<int32*>(palloc(sizeof(int32) * bs->chunk_cap));
+    bs->chunk_lists = static_cast<int32*>(palloc(sizeof(int32) * bs->chunk_cap * bs->fanout));
     bs->chunk_rows = 0;
   }
 }
@@ -464,6 +482,10 @@ void BeginParallel(BuildState* bs) {
   shared->centroid_start = bs->centroid_start;
   shared->codebook_start = bs->codebook_start;
   shared->codebook_floats = bs->pq->codebook_floats();
+  shared->variant = uint16(bs->opts.variant);
+  shared->fanout = bs->fanout;
+  shared->partition_start = bs->partition_start;
+  shared->partition_bytes = bs->partition_bytes;
   ConditionVariableInit(&shared->done_cv);
   SpinLockInit(&shared->mutex);
   shared->done = 0;
@@ -585,6 +607,10 @@ void WriteModel(BuildState* bs) {
       WriteStream(bs->index, bs->fork, bs->centroids, centroid_bytes, &bs->centroid_pages);
   bs->codebook_start = WriteStream(bs->index, bs->fork, bs->trained ? bs->pq->codebooks() : nullptr,
                                    codebook_bytes, &bs->codebook_pages);
+  bs->partition_start = InvalidBlockNumber;
+  if (bs->trained && bs->partition_bytes > 0)
+    bs->partition_start =
+        WriteStream(bs->index, bs->fork, bs->partition, bs->partition_bytes, &bs->partition_pages);
 }
 
 // Writes everything after the model streams; returns the metapage to store in block 0.
@@ -608,6 +634,11 @@ ScannMetaPage WriteIndex(BuildState* bs) {
   meta.centroid_pages = bs->centroid_pages;
   meta.codebook_start = bs->codebook_start;
   meta.codebook_pages = bs->codebook_pages;
+  meta.fanout = bs->fanout;
+  meta.partition_start = bs->partition_start;
+  meta.partition_pages = bs->partition_pages;
+  meta.partition_bytes = bs->partition_start != InvalidBlockNumber ? bs->partition_bytes : 0;
+  std::memcpy(meta.variant_words, bs->variant_words, sizeof(meta.variant_words));
   ScannListEntry* entries = static_cast<ScannListEntry*>(
       MemoryContextAllocHuge(CurrentMemoryContext, sizeof(ScannListEntry) * meta.lists));
   for (uint32 i = 0; i < meta.lists; i++)
@@ -641,6 +672,10 @@ void InitBuildState(BuildState* bs, Relation heap, Relation index, IndexInfo* in
   bs->index_info = info;
   bs->fork = fork;
   bs->metric = IndexMetric(index);
+  bs->opts.variant = IndexVariant(index);
+  bs->partitioner = VariantOf(bs->opts.variant).partitioner;
+  bs->fanout = 1;
+  bs->partition_start = InvalidBlockNumber;
   bs->row_cxt =
       AllocSetContextCreate(CurrentMemoryContext, "scann build row", ALLOCSET_DEFAULT_SIZES);
   bs->report_progress = true;
@@ -768,6 +803,14 @@ void scann_parallel_build_main(dsm_segment* seg, shm_toc* toc) {
   const size_t centroid_bytes = sizeof(float) * size_t(shared->lists) * shared->dims;
   bs.centroids = static_cast<float*>(MemoryContextAllocHuge(CurrentMemoryContext, centroid_bytes));
   ReadStream(index, shared->centroid_start, bs.centroids, centroid_bytes);
+  bs.partitioner = VariantOf(Variant(shared->variant)).partitioner;
+  bs.fanout = shared->fanout;
+  if (shared->partition_start != InvalidBlockNumber) {
+    bs.partition =
+        static_cast<char*>(MemoryContextAllocHuge(CurrentMemoryContext, shared->partition_bytes));
+    bs.partition_bytes = shared->partition_bytes;
+    ReadStream(index, shared->partition_start, bs.partition, bs.partition_bytes);
+  }
   float* codebooks = static_cast<float*>(palloc(sizeof(float) * shared->codebook_floats));
   ReadStream(index, shared->codebook_start, codebooks, sizeof(float) * shared->codebook_floats);
   bs.pq = NewInContext<scann::ProductQuantizer>(

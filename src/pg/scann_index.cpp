@@ -144,17 +144,21 @@ const IndexState* GetIndexState(Relation index) {
   size_t centroid_floats = meta.trained ? size_t(meta.lists) * meta.dims : 0;
   size_t codebook_floats = meta.trained ? size_t(meta.subspaces) * 16 * meta.dims_per_subspace : 0;
   size_t norm_floats = meta.trained ? meta.lists : 0;
+  const size_t partition_bytes =
+      meta.partition_start != InvalidBlockNumber ? meta.partition_bytes : 0;
   char* mem = static_cast<char*>(MemoryContextAllocHuge(
       index->rd_indexcxt, MAXALIGN(sizeof(IndexState)) +
                               (centroid_floats + codebook_floats + norm_floats) * sizeof(float) +
-                              sizeof(BlockNumber) * meta.lists));
+                              sizeof(BlockNumber) * meta.lists + MAXALIGN(partition_bytes)));
   IndexState* state = reinterpret_cast<IndexState*>(mem);
   float* centroids = reinterpret_cast<float*>(mem + MAXALIGN(sizeof(IndexState)));
   float* codebooks = centroids + centroid_floats;
   float* norms = codebooks + codebook_floats;
   BlockNumber* list_first = reinterpret_cast<BlockNumber*>(norms + norm_floats);
+  char* partition = reinterpret_cast<char*>(list_first + meta.lists);
   ReadStream(index, meta.centroid_start, centroids, centroid_floats * sizeof(float));
   ReadStream(index, meta.codebook_start, codebooks, codebook_floats * sizeof(float));
+  if (partition_bytes > 0) ReadStream(index, meta.partition_start, partition, partition_bytes);
   // The directory is read once, only for the first pages; it is not kept.
   ScannListEntry* entries =
       static_cast<ScannListEntry*>(palloc(sizeof(ScannListEntry) * Max(meta.lists, 1u)));
@@ -168,6 +172,7 @@ const IndexState* GetIndexState(Relation index) {
   state->codebooks = codebooks;
   state->list_first = list_first;
   state->norms = meta.trained ? norms : nullptr;
+  state->partition = partition_bytes > 0 ? partition : nullptr;
   index->rd_amcache = state;
   return state;
 }

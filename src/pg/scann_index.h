@@ -30,6 +30,8 @@ struct IndexState {
   // The centroids' squared norms (core/kmeans.h, CentroidNorms); nullptr for an untrained
   // index.
   const float* norms;
+  // The variant's own structure stream (meta.partition_bytes bytes), or nullptr.
+  const char* partition;
 };
 
 // The index's product quantizer (codebooks and, for inserts, its score-aware encoding

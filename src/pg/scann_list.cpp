@@ -6,6 +6,7 @@
 #include "core/fastscan.h"
 #include "core/kmeans.h"
 #include "pg/scann_options.h"
+#include "pg/scann_variant.h"
 
 extern "C" {
 #include "miscadmin.h"
@@ -113,14 +114,6 @@ void WriteDirectory(Relation index, ForkNumber fork, const ScannMetaPage& meta,
     MarkBufferDirty(buf);
     UnlockReleaseBuffer(buf);
   }
-}
-
-uint32 EncodeVector(const ProductQuantizer* pq, const float* centroids, const float* norms,
-                    uint32 lists, int dims, const float* vec, float* residual, uint8_t* codes) {
-  const uint32 list = CppGuard(
-      [&] { return uint32(NearestCentroidWithNorms(vec, centroids, norms, int(lists), dims)); });
-  EncodeInList(pq, centroids, dims, list, vec, residual, codes);
-  return list;
 }
 
 void EncodeInList(const ProductQuantizer* pq, const float* centroids, int dims, uint32 list,
@@ -302,6 +295,23 @@ void CreateFirstPage(Relation index, const ScannMetaPage& meta, uint32 list) {
 }
 
 }  // namespace
+
+void ListInsert(Relation index, const float* vec, ItemPointer tid) {
+  const ScannMetaPage meta = GetIndexState(index)->meta;
+  uint8_t* codes = static_cast<uint8_t*>(palloc0(std::max<uint32>(meta.subspaces, 1)));
+  if (!meta.trained) {  // one list of TIDs
+    InsertIntoList(index, meta, 0, tid, codes);
+    return;
+  }
+  int32* lists = static_cast<int32*>(palloc(sizeof(int32) * meta.fanout));
+  VariantOf(meta).partitioner->assign(ModelOf(index), vec, 1, lists);
+  float* residual = static_cast<float*>(palloc(sizeof(float) * meta.dims));
+  for (uint32 t = 0; t < meta.fanout; t++) {
+    EncodeInList(GetQuantizer(index), GetIndexState(index)->centroids, int(meta.dims),
+                 uint32(lists[t]), vec, residual, codes);
+    InsertIntoList(index, meta, uint32(lists[t]), tid, codes);
+  }
+}
 
 void InsertIntoList(Relation index, const ScannMetaPage& meta, uint32 list, ItemPointer tid,
                     const uint8_t* codes) {

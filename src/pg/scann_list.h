@@ -43,12 +43,7 @@ void FinishList(BlockPacker* packer, ChainWriter* writer, ScannListEntry* entry)
 void WriteDirectory(Relation index, ForkNumber fork, const ScannMetaPage& meta,
                     const ScannListEntry* entries);
 
-// Nearest (L2) centroid of vec (norms: the centroids' squared norms, CentroidNorms) and
-// the codes of its residual; returns the list.
-uint32 EncodeVector(const ProductQuantizer* pq, const float* centroids, const float* norms,
-                    uint32 lists, int dims, const float* vec, float* residual, uint8_t* codes);
-// The codes of vec's residual to the centroid of `list` (EncodeVector once the list is
-// known).
+// The codes of vec's residual to the centroid of `list`.
 void EncodeInList(const ProductQuantizer* pq, const float* centroids, int dims, uint32 list,
                   const float* vec, float* residual, uint8_t* codes);
 

@@ -126,10 +126,19 @@ bytea* ParseRelOptions(Datum reloptions, bool validate) {
                                               sizeof(ScannRelOptions), table, lengthof(table)));
 }
 
+Variant IndexVariant(Relation index) {
+  const ScannRelOptions* rel = reinterpret_cast<const ScannRelOptions*>(index->rd_options);
+  const char* name =
+      rel && rel->variant_offset ? reinterpret_cast<const char*>(rel) + rel->variant_offset : "ivf";
+  if (std::strcmp(name, "annoy") == 0) return Variant::kAnnoy;
+  if (std::strcmp(name, "vamana") == 0) return Variant::kVamana;
+  return Variant::kIvf;
+}
+
 BuildOptions ResolveBuildOptions(Relation index, Metric metric, double rows, int dims) {
   const ScannRelOptions* rel = reinterpret_cast<const ScannRelOptions*>(index->rd_options);
   BuildOptions out;
-  out.variant = Variant::kIvf;
+  out.variant = IndexVariant(index);
   out.dims_per_subspace = rel ? rel->dims_per_subspace : 2;
   if (out.dims_per_subspace > static_cast<uint32>(dims)) out.dims_per_subspace = dims;
   out.anisotropic_threshold =

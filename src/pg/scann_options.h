@@ -55,6 +55,9 @@ struct BuildOptions {
   Variant variant;
 };
 
+// The variant an index is built as (its `variant` option).
+Variant IndexVariant(Relation index);
+
 // Resolves options for a build over an estimated `rows` rows of `dims` dimensions.
 BuildOptions ResolveBuildOptions(Relation index, Metric metric, double rows, int dims);
 

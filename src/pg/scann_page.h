@@ -65,7 +65,8 @@ namespace scann::pg {
 inline constexpr uint32 kScannMagic = 0x5CA770AB;
 // Raised with every change of the layout below, so that an index written by another build
 // fails with "REINDEX the index" instead of being misread.  2: 12-byte directory entries.
-inline constexpr uint32 kScannFormatVersion = 2;
+// 3: the variant's structure stream, fan-out and options in the metapage.
+inline constexpr uint32 kScannFormatVersion = 3;
 inline constexpr uint16 kScannPageId = 0xFF85;  // last two bytes of every page, for tools
 
 inline constexpr BlockNumber kMetaBlock = 0;
@@ -83,7 +84,9 @@ enum class PageType : uint16 {
 
 enum class Metric : uint16 { kL2 = 1, kInnerProduct = 2, kCosine = 3 };
 
-enum class Variant : uint16 { kIvf = 1 };
+// The partitioner (scann_variant.h): IVF's k-means lists, annoy's forest of random-projection
+// trees whose leaves are lists, vamana's graph.
+enum class Variant : uint16 { kIvf = 1, kAnnoy = 2, kVamana = 3 };
 
 // The special space of every page.
 struct ScannPageOpaque {
@@ -113,6 +116,16 @@ struct ScannMetaPage {
   uint32 centroid_pages;
   uint32 codebook_pages;
   uint32 directory_pages;
+  // Lists each row is filed in: 1 for IVF, the number of trees for annoy.
+  uint32 fanout;
+  // The variant's own structure (annoy's trees), a stream of partition_bytes bytes after the
+  // codebooks; InvalidBlockNumber when it has none.
+  BlockNumber partition_start;
+  uint32 partition_pages;
+  uint32 partition_bytes;
+  // The variant's options as resolved at build, and room for its state (scann_variant.h says
+  // what each variant keeps here).
+  uint32 variant_words[16];
 };
 
 // One list's entry in the directory.
@@ -135,7 +148,7 @@ static_assert(kTidBytes == 6, "heap TIDs are 6 bytes on disk");
 static_assert(32 * kTidBytes == kTidUnits * kUnitBytes, "32 TIDs fill whole units");
 static_assert(sizeof(ScannPageOpaque) == 8, "page opaque layout is part of the format");
 static_assert(sizeof(ScannListEntry) == 12, "directory entry layout is part of the format");
-static_assert(sizeof(ScannMetaPage) == 80, "metapage layout is part of the format");
+static_assert(sizeof(ScannMetaPage) == 160, "metapage layout is part of the format");
 static_assert(sizeof(ScannMetaPage) <= kPagePayload, "metapage fits in a page");
 static_assert(kUnitsPerPage >= kTidUnits + 1, "a page holds a block's TIDs and some codes");
 

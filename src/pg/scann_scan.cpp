@@ -1,13 +1,9 @@
-// The search pipeline of one query:
-//   rank the lists by centroid distance -> probe them a "ring" of scann.nprobe lists at a
-//   time -> FastScan every block of the ring's lists against uint8 lookup tables (held
-//   within work_mem, core/lut.h), keeping the best scann.reorder candidates by their exact
-//   integer keys (a SIMD threshold test rejects the rest) -> fetch the candidates' heap
-//   tuples in block order, compute exact distances, sort -> return.
-// When the executor asks for more, the next batch takes the next-best candidates of the
-// same ring (those whose key, then TID, comes after the last one taken; each batch of a ring
-// twice the size of the one before), then the next ring of lists, up to scann.max_probes
-// lists.  Every batch is in exact order; batches follow each other in approximate order.
+// The shared half of every scan: the query and settings, a variant's candidate source for
+// batches of candidates (scann_scan.h), and the re-ranking and return of each batch: the
+// candidates' heap tuples are fetched in block order, their exact distances computed, and
+// the batch returned in exact order with the exact distance as the ORDER BY value (no recheck).
+// When the executor asks for more, the source's next batch follows; batches follow each
+// other in approximate order.
 #include "pg/scann_scan.h"
 
 #include <algorithm>
@@ -16,14 +12,11 @@
 #include <vector>
 
 #include "core/distance.h"
-#include "core/fastscan.h"
-#include "core/kmeans.h"
-#include "core/lut.h"
-#include "core/pq.h"
 #include "core/topk.h"
+#include "pg/recent_buffer.h"
 #include "pg/scann_index.h"
-#include "pg/scann_list.h"
 #include "pg/scann_options.h"
+#include "pg/scann_variant.h"
 #include "pg/scann_vector.h"
 #include "pg/vector_arg.h"
 
@@ -51,50 +44,51 @@ struct Result {
   double distance;
 };
 
+// The ids a scan has returned, when a row may be a candidate more than once (a fanout above
+// 1): an open-addressing set that doubles when half full.
+struct IdSet {
+  uint64* slots;  // 0 = empty (ids are TIDs: block and offset, never 0 for a valid TID)
+  uint32 capacity;
+  uint32 count;
+};
+
+// Inserts id; false when it was there already.
+bool IdSetInsert(IdSet* set, uint64 id) {
+  if (2 * (set->count + 1) > set->capacity) {
+    const uint32 capacity = Max(2 * set->capacity, 1024u);
+    IdSet grown = {
+        static_cast<uint64*>(MemoryContextAllocExtended(
+            CurrentMemoryContext, sizeof(uint64) * capacity, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO)),
+        capacity, 0};
+    for (uint32 i = 0; i < set->capacity; i++)
+      if (set->slots[i]) IdSetInsert(&grown, set->slots[i]);
+    if (set->slots) pfree(set->slots);
+    *set = grown;
+  }
+  uint32 i = uint32((id * 0x9E3779B97F4A7C15ull) >> 32) & (set->capacity - 1);
+  while (set->slots[i]) {
+    if (set->slots[i] == id) return false;
+    i = (i + 1) & (set->capacity - 1);
+  }
+  set->slots[i] = id;
+  set->count++;
+  return true;
+}
+
 struct ScanState {
-  // A copy of the metapage; centroids and codebooks are looked up through GetIndexState()
-  // at each use, because a relcache flush (possible whenever a heap fetch takes a lock, as
-  // detoasting does) frees the cached state.
-  ScannMetaPage meta;
-  Relation index;
-  Metric metric;
-  int dims;
+  ScanContext sc;
+  const CandidateSource* source;
+  void* source_state;
   bool has_query;
   bool null_query;  // ORDER BY col <op> NULL: a zero query, rows in no meaningful order
-  float* query;     // as given (exact distances)
-  float* query_pq;  // normalized for cosine: what centroids and codes see
-  int nprobe;
-  int reorder;  // 0: approximate order, no heap fetches
-  uint32 probe_limit;
-
-  // Lists ranked by centroid distance, the first `ranked_count` of them so far; the current
-  // ring is ranked[ring_begin, ring_end).
-  int32* ranked;
-  uint32 ranked_count;
-  uint32 ring_begin;
-  uint32 ring_end;
-  bool ring_open;
-  bool ring_done;  // the last batch took every remaining candidate of the ring
+  bool started;     // the source has begun for this rescan
   bool exhausted;
-
-  // Lookup tables of the ring, and its lists' centroids.
-  QueryLuts* luts;
-  const float** ring_centroids;
-
-  // Candidates of the current batch, ranked by their integer keys (core/lut.h), and where
-  // the last batch of this ring ended.  A ring's batches grow geometrically (base_batch,
-  // twice that, ...), so a scan that keeps going rescans a ring O(log rows) times.
-  KeyTopK* topk;
-  uint32 base_batch;
-  uint32 batch;
-  uint32 results_cap;
-  bool has_floor;
-  int64 floor_key;
-  uint64 floor_id;
-  uint16* scores;
-  uint32* selected;
+  float* query;    // as given (exact distances)
+  int reorder;     // 0: approximate order, no heap fetches
+  IdSet returned;  // fanout above 1 only
 
   Result* results;
+  uint32 results_cap;
   int nresults;
   int next_result;
 
@@ -110,75 +104,18 @@ struct ScanState {
 // Whether the last re-ranking in this backend read heap blocks from outside shared buffers.
 bool g_reorder_reads_seen = true;
 
-// Which shared buffer last held a block, per backend, direct-mapped by relation and block.
-// ReadRecentBuffer() pins that buffer after checking its tag: one buffer-header read,
-// prefetched ahead, instead of a buffer-table lookup (several dependent cache misses).  A
-// stale or colliding entry fails the check and falls back to ReadBuffer().
-// GloVe-100, nprobe 40, reorder 100 (heap and list pages): ~245 -> ~200 us per query.
-constexpr uint32 kRecentSlots = 1u << 16;
-Buffer* g_recent = nullptr;
-
-Buffer* RecentSlot(Relation rel, BlockNumber blkno) {
-  if (!g_recent)
-    g_recent = static_cast<Buffer*>(
-        MemoryContextAllocZero(TopMemoryContext, sizeof(Buffer) * kRecentSlots));
-  const uint32 h = (blkno * 0x9E3779B1u) ^ (rel->rd_node.relNode * 0x85EBCA77u);
-  return &g_recent[(h ^ (h >> 16)) & (kRecentSlots - 1)];
-}
-
-void PrefetchRecent(Relation rel, BlockNumber blkno) {
-  if (RelationUsesLocalBuffers(rel)) return;
-  const Buffer b = *RecentSlot(rel, blkno);
-  if (b > 0) __builtin_prefetch(GetBufferDescriptor(b - 1), 1);
-}
-
-// What ReadBuffer() does for the clock sweep and ReadRecentBuffer() does not (PostgreSQL 15
-// pins with PinBuffer_Locked, which leaves the usage count alone): raises the usage count
-// of a pinned shared buffer by one, up to BM_MAX_USAGE_COUNT, so that pages scans keep
-// reading stay in shared buffers.  One compare-and-swap on the header state, the protocol
-// of PinBuffer(); skipped while the header is locked or when the swap races, since the
-// count is a hint.  Forcing every 8th read through ReadBuffer() instead cost ~10 us per
-// query (GloVe-100, nprobe 40, reorder 100) in buffer-table lookups.
-void RaiseUsageCount(Buffer buf) {
-  BufferDesc* hdr = GetBufferDescriptor(buf - 1);
-  uint32 state = pg_atomic_read_u32(&hdr->state);
-  if ((state & BM_LOCKED) || BUF_STATE_GET_USAGECOUNT(state) >= BM_MAX_USAGE_COUNT) return;
-  pg_atomic_compare_exchange_u32(&hdr->state, &state, state + BUF_USAGECOUNT_ONE);
-}
-
-Buffer ReadBufferRecent(Relation rel, BlockNumber blkno) {
-  if (RelationUsesLocalBuffers(rel)) return ReadBuffer(rel, blkno);
-  Buffer* slot = RecentSlot(rel, blkno);
-  if (*slot > 0 && ReadRecentBuffer(rel->rd_node, MAIN_FORKNUM, blkno, *slot)) {
-    RaiseUsageCount(*slot);
-    pgstat_count_buffer_read(rel);
-    pgstat_count_buffer_hit(rel);
-    return *slot;
-  }
-  const Buffer buf = ReadBuffer(rel, blkno);
-  *slot = buf;
-  return buf;
-}
-
-uint64 TidToId(const ItemPointerData* tid) {
-  return (uint64(ItemPointerGetBlockNumber(tid)) << 16) | ItemPointerGetOffsetNumber(tid);
-}
-
-void IdToTid(uint64 id, ItemPointer tid) {
-  ItemPointerSet(tid, BlockNumber(id >> 16), OffsetNumber(id & 0xFFFF));
-}
-
 // Exact distance of a stored vector to the query, in the operator's own units.
 double ExactDistance(const ScanState* so, const float* v) {
   const DistanceKernels& k = Distances();
-  switch (so->metric) {
+  const size_t dims = size_t(so->sc.dims);
+  switch (so->sc.metric) {
     case Metric::kL2:
-      return std::sqrt(double(k.l2_squared(so->query, v, so->dims)));
+      return std::sqrt(double(k.l2_squared(so->query, v, dims)));
     case Metric::kInnerProduct:
-      return -double(k.inner_product(so->query, v, so->dims));
+      return -double(k.inner_product(so->query, v, dims));
     case Metric::kCosine: {
       float parts[3];
-      k.cosine_parts(so->query, v, so->dims, parts);
+      k.cosine_parts(so->query, v, dims, parts);
       return CosineDistanceFromParts(parts);
     }
   }
@@ -187,7 +124,7 @@ double ExactDistance(const ScanState* so, const float* v) {
 
 // An approximate score (what the codes give) in the operator's units, for scann.reorder = 0.
 double ApproximateDistance(const ScanState* so, double score) {
-  switch (so->metric) {
+  switch (so->sc.metric) {
     case Metric::kL2:
       return std::sqrt(Max(score, 0.0));
     case Metric::kInnerProduct:
@@ -196,145 +133,6 @@ double ApproximateDistance(const ScanState* so, double score) {
       return Max(score, 0.0) / 2.0;
   }
   return score;
-}
-
-// Ranks the `count` lists whose centroids are nearest the query (an untrained index has a
-// single list).  Scans rank only what their rings need, and more when they go on.
-void RankLists(ScanState* so, uint32 count) {
-  const ScannMetaPage& meta = so->meta;
-  so->ranked_count = count;
-  if (!meta.trained) {
-    so->ranked[0] = 0;
-    return;
-  }
-  uint64* scratch = static_cast<uint64*>(palloc(sizeof(uint64) * meta.lists));
-  const IndexState* state = GetIndexState(so->index);
-  // L2, and cosine (unit centroids and query: L2 order is inner-product order); inner
-  // product: the lists whose centroids score highest against the query.
-  CppGuard([&] {
-    RankCentroids(so->query_pq, state->centroids, state->norms, int(meta.lists), so->dims,
-                  so->metric == Metric::kInnerProduct, int(count), so->ranked, scratch);
-  });
-  pfree(scratch);
-}
-
-// Lookup tables for the lists of the current ring, within work_mem (core/lut.h).
-void BuildRingLuts(ScanState* so) {
-  const ScannMetaPage& meta = so->meta;
-  if (meta.subspaces == 0) return;
-  const float* centroids = GetIndexState(so->index)->centroids;
-  const uint32 ring = so->ring_end - so->ring_begin;
-  for (uint32 i = 0; i < ring; i++)
-    so->ring_centroids[i] = centroids + size_t(so->ranked[so->ring_begin + i]) * so->dims;
-  const ProductQuantizer* pq = GetQuantizer(so->index);
-  // Cosine ranks by the L2 distance of the normalized query to the normalized rows, whose
-  // error is second order near the query (||e||^2 + 2 <q - x, e>), where the inner product's
-  // is first order (<q, e>): on 3-d rows with every list probed, recall@10 was 0.44 through
-  // inner-product tables and 1.00 through L2 ones; on GloVe-100 the same within 0.004.
-  const LutMetric metric =
-      so->metric == Metric::kInnerProduct ? LutMetric::kInnerProduct : LutMetric::kL2;
-  CppGuard([&] {
-    so->luts->Prepare(*pq, metric, so->query_pq, so->ring_centroids, int(ring),
-                      size_t(work_mem) * 1024);
-  });
-}
-
-// Whether (key, id) comes after the end of the previous batch of this ring.
-inline bool AfterFloor(const ScanState* so, int64 key, uint64 id) {
-  return !so->has_floor || key > so->floor_key || (key == so->floor_key && id > so->floor_id);
-}
-
-// Offers the slots of `nblocks` scored blocks (TIDs at tid_blocks + b * stride) of a list
-// whose keys are offset + score, those that can enter the batch: all while it is not full,
-// then those whose key is at most the batch's threshold, an exact integer test.
-void OfferBlocks(ScanState* so, const uint8_t* tid_blocks, size_t stride, uint32 nblocks,
-                 int64 offset) {
-  const uint32 n = nblocks * 32;
-  uint32 count = n;
-  bool every_slot = true;
-  if (so->topk->Full()) {
-    const int64 room = so->topk->Threshold() - offset;  // largest score that may enter
-    if (room < 0) return;
-    if (room < 65535) {
-      count = uint32(
-          FastScanKernelsActive().select_below(so->scores, n, uint16(room + 1), so->selected));
-      every_slot = false;
-    }
-  }
-  for (uint32 j = 0; j < count; j++) {
-    const uint32 i = every_slot ? j : so->selected[j];
-    ItemPointerData tid;
-    std::memcpy(&tid, tid_blocks + size_t(i / 32) * stride + (i % 32) * kTidBytes, kTidBytes);
-    if (!ItemPointerIsValid(&tid)) continue;
-    const int64 key = offset + so->scores[i];
-    const uint64 id = TidToId(&tid);
-    if (AfterFloor(so, key, id)) so->topk->Push(key, id);
-  }
-}
-
-// Scores one list of the ring: whole blocks page by page, or one block over its pages.
-void ScoreList(ScanState* so, Relation index, uint32 ring_index) {
-  const ScannMetaPage& meta = so->meta;
-  const uint32 s = meta.block_units, pairs = (meta.subspaces + 1) / 2;
-  const uint8_t* qlut = nullptr;
-  int64 offset = 0;
-  if (meta.subspaces > 0) {
-    qlut = CppGuard([&] { return so->luts->Table(int(ring_index)); });
-    offset = so->luts->Offset(int(ring_index));
-  }
-  const FastScanKernels& k = FastScanKernelsActive();
-  const BlockNumber first = ListFirstPage(index, uint32(so->ranked[so->ring_begin + ring_index]));
-  uint8_t tids[32 * kTidBytes];
-  uint32 block_unit = 0;  // position inside a block that spans pages
-  for (BlockNumber blkno = first; blkno != InvalidBlockNumber;) {
-    Buffer buf = ReadBufferRecent(index, blkno);
-    LockBuffer(buf, BUFFER_LOCK_SHARE);
-    Page page = BufferGetPage(buf);
-    const uint32 used = PageUnits(page);
-    if (s <= kUnitsPerPage) {
-      uint32 nblocks = used / s;
-      if (nblocks > 0) {
-        std::memset(so->scores, 0, sizeof(uint16) * 32 * nblocks);
-        if (pairs > 0)
-          k.accumulate_blocks(PageUnit(page, kTidUnits), nblocks, s * kUnitBytes, int(pairs), qlut,
-                              so->scores);
-        OfferBlocks(so, PageUnit(page, 0), s * kUnitBytes, nblocks, offset);
-      }
-    } else {
-      if (PageOpaque(page)->type == uint16(PageType::kList)) {
-        std::memset(so->scores, 0, sizeof(uint16) * 32);
-        std::memcpy(tids, PageUnit(page, 0), sizeof(tids));
-        block_unit = 0;
-      }
-      uint32 first = Max(block_unit, kTidUnits);  // first code unit of the block on this page
-      if (used > 0 && block_unit + used > kTidUnits)
-        k.accumulate_blocks(PageUnit(page, first - block_unit), 1, 0,
-                            int(block_unit + used - first),
-                            qlut + size_t(first - kTidUnits) * kUnitBytes, so->scores);
-      block_unit += used;
-      if (block_unit == s) OfferBlocks(so, tids, 0, 1, offset);
-    }
-    blkno = PageOpaque(page)->next;
-    UnlockReleaseBuffer(buf);
-  }
-  CHECK_FOR_INTERRUPTS();
-}
-
-// Opens the next ring of lists; false when the probe limit is reached.
-bool OpenNextRing(ScanState* so) {
-  if (so->ring_open) so->ring_begin = so->ring_end;
-  uint32 lists = so->meta.lists;
-  uint32 limit = Min(so->probe_limit, lists);
-  if (so->ring_begin >= limit) return false;
-  so->ring_end = Min(limit, so->ring_begin + uint32(so->nprobe));
-  if (so->ring_end > so->ranked_count)
-    RankLists(so, Min(limit, Max(so->ring_end, 2 * so->ranked_count)));
-  so->ring_open = true;
-  so->ring_done = false;
-  so->has_floor = false;
-  so->batch = so->base_batch;
-  BuildRingLuts(so);
-  return true;
 }
 
 // The indexed value of the fetched row (a column or an index expression).
@@ -470,7 +268,7 @@ void Reorder(ScanState* so, IndexScanDesc scan) {
     }
     if (found && !isnull) {
       VectorArg v = ReadVector(value, "indexed vector", false);  // checked at insert
-      CheckSameDims(so->dims, v.dim);
+      CheckSameDims(so->sc.dims, v.dim);
       so->results[kept].tid = so->results[i].tid;
       so->results[kept++].distance = ExactDistance(so, v.data);
     }
@@ -485,87 +283,51 @@ void Reorder(ScanState* so, IndexScanDesc scan) {
   std::sort(so->results, so->results + kept, ResultLess);
 }
 
-// The next batch of the same ring takes twice as many candidates (up to kMaxBatch), so that
-// continuing costs O(log rows) scans of the ring instead of rows / scann.reorder.
-void GrowBatch(ScanState* so) {
-  constexpr uint32 kMaxBatch = 1u << 24;
-  so->batch = Min(kMaxBatch, Max(so->batch, so->batch * 2));
-  if (so->batch > so->results_cap) {
-    so->results = static_cast<Result*>(repalloc_huge(so->results, sizeof(Result) * so->batch));
-    so->results_cap = so->batch;
-  }
+// Room for n results.
+void ReserveResults(ScanState* so, uint32 n) {
+  if (n <= so->results_cap) return;
+  so->results =
+      static_cast<Result*>(so->results ? repalloc_huge(so->results, sizeof(Result) * n)
+                                       : MemoryContextAllocHuge(so->scan_cxt, sizeof(Result) * n));
+  so->results_cap = n;
 }
 
-// Collects the next batch of candidates; false when the probe limit is exhausted.
+// Takes the source's next batch (each TID once, for a fanout above 1) and re-ranks it; false
+// when the source is exhausted.
 bool NextBatch(ScanState* so, IndexScanDesc scan) {
+  const bool dedup = so->sc.meta.fanout > 1;
   for (;;) {
-    if ((!so->ring_open || so->ring_done) && !OpenNextRing(so)) return false;
-    CppGuard([&] { so->topk->Reset(so->batch); });
-    for (uint32 i = 0; i < so->ring_end - so->ring_begin; i++)
-      ScoreList(so, scan->indexRelation, i);
-    if (so->topk->size() == 0) {
-      if (!OpenNextRing(so)) return false;
-      continue;
+    double scale = 1.0;
+    if (!so->source->next_batch(&so->sc, so->source_state, &scale)) return false;
+    const KeyTopK& topk = *so->sc.topk;
+    ReserveResults(so, uint32(topk.size()));
+    so->nresults = 0;
+    for (size_t i = 0; i < topk.size(); i++) {
+      if (dedup && !IdSetInsert(&so->returned, topk[i].id)) continue;
+      Result& r = so->results[so->nresults++];
+      IdToTid(topk[i].id, &r.tid);
+      r.distance = ApproximateDistance(so, double(topk[i].score) / scale);
     }
-    CppGuard([&] { so->topk->SortAscending(); });
-    const KeyTopK& topk = *so->topk;
-    so->has_floor = true;
-    so->floor_key = topk[topk.size() - 1].score;
-    so->floor_id = topk[topk.size() - 1].id;
-    so->ring_done = topk.size() < so->batch;
-    so->nresults = int(topk.size());
-    const double scale = so->meta.subspaces > 0 ? so->luts->scale() : 1.0;
-    for (int i = 0; i < so->nresults; i++) {
-      IdToTid(topk[i].id, &so->results[i].tid);
-      so->results[i].distance = ApproximateDistance(so, double(topk[i].score) / scale);
-    }
-    GrowBatch(so);
     so->next_result = 0;
     if (so->reorder > 0) Reorder(so, scan);
     if (so->nresults > 0) return true;
   }
 }
 
-// Total slots of an index: the capacity an untrained index's single batch needs.
-// Counted on the pages rather than taken from the directory's block counts, which a crash
-// between an insert's two WAL records can leave one block behind.
-uint32 CountSlots(Relation index, const ScannMetaPage& meta) {
-  double slots = 0;
-  ForEachListPage(index, meta, BUFFER_LOCK_SHARE, [&](uint32, Buffer, Page page) {
-    slots += 32.0 * (PageUnits(page) / meta.block_units);
-  });
-  return uint32(Min(slots + 32, double(PG_INT32_MAX / 2)));
-}
-
-// First call after a rescan: settings, query tables, list ranking.
-void StartScan(ScanState* so, IndexScanDesc scan) {
-  const ScannMetaPage& meta = so->meta;
-  so->nprobe = g_nprobe;
+// First call after a rescan: settings, then the variant's source for the query.
+void StartScan(ScanState* so) {
+  ScanContext* sc = &so->sc;
+  const ScannMetaPage& meta = sc->meta;
+  sc->nprobe = g_nprobe;
   so->reorder = g_reorder;
-  so->probe_limit = g_max_probes < 0 ? meta.lists : Max(uint32(g_max_probes), uint32(so->nprobe));
-  so->probe_limit = Min(so->probe_limit, meta.lists);
-  so->batch = so->reorder > 0 ? uint32(so->reorder) : 100;
-  if (!meta.trained) {  // every row in one exactly re-ranked batch
-    so->batch = CountSlots(scan->indexRelation, meta);
-    so->reorder = Max(so->reorder, 1);
-    so->nprobe = 1;
-  }
+  sc->probe_limit = g_max_probes < 0 ? UINT32_MAX : Max(uint32(g_max_probes), uint32(sc->nprobe));
+  sc->batch = so->reorder > 0 ? uint32(so->reorder) : 100;
+  if (!meta.trained) so->reorder = Max(so->reorder, 1);  // no codes: every row re-ranked
   if (so->null_query) so->reorder = 0;  // no distance to rank by: skip the heap fetches
-  so->base_batch = so->batch;
-  const uint32 ring = std::min<uint32>(so->nprobe, meta.lists);
-  if (meta.subspaces > 0) {
-    so->luts = NewInContext<QueryLuts>(so->scan_cxt);
-    so->ring_centroids = static_cast<const float**>(palloc(sizeof(float*) * ring));
-  }
-  uint32 per_page = std::max<uint32>(BlocksPerPage(meta.block_units), 1);
-  so->scores = static_cast<uint16*>(palloc(sizeof(uint16) * 32 * per_page));
-  so->selected = static_cast<uint32*>(palloc(sizeof(uint32) * 32 * per_page));
-  so->results =
-      static_cast<Result*>(MemoryContextAllocHuge(so->scan_cxt, sizeof(Result) * so->batch));
-  so->results_cap = so->batch;
-  if (!so->topk) so->topk = NewInContext<KeyTopK>(so->scan_cxt);
-  so->ranked = static_cast<int32*>(palloc(sizeof(int32) * meta.lists));
-  so->ranked_count = 0;
+  sc->scan_cxt = so->scan_cxt;
+  sc->topk = NewInContext<KeyTopK>(so->scan_cxt);
+  so->source = VariantOf(meta).scan;
+  so->source_state = so->source->begin(sc);
 }
 
 }  // namespace
@@ -575,9 +337,9 @@ IndexScanDesc BeginScan(Relation index, int nkeys, int norderbys) {
   scan->xs_orderbyvals = static_cast<Datum*>(palloc0(sizeof(Datum) * Max(norderbys, 1)));
   scan->xs_orderbynulls = static_cast<bool*>(palloc(sizeof(bool) * Max(norderbys, 1)));
   ScanState* so = static_cast<ScanState*>(palloc0(sizeof(ScanState)));
-  so->meta = GetIndexState(index)->meta;
-  so->index = index;
-  so->metric = Metric(so->meta.metric);
+  so->sc.meta = GetIndexState(index)->meta;
+  so->sc.index = index;
+  so->sc.metric = Metric(so->sc.meta.metric);
   so->base_cxt = CurrentMemoryContext;
   so->scan_cxt = AllocSetContextCreate(CurrentMemoryContext, "scann scan", ALLOCSET_DEFAULT_SIZES);
   so->tuple_cxt =
@@ -593,27 +355,31 @@ void Rescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int n
   // Per-query memory lives in scan_cxt; C++ objects in it are deleted with it.
   MemoryContextReset(so->scan_cxt);
   MemoryContext old = MemoryContextSwitchTo(so->scan_cxt);
-  so->topk = nullptr;
-  so->ring_begin = so->ring_end = 0;
-  so->ring_open = so->ring_done = so->exhausted = false;
-  so->ranked = nullptr;
+  ScanContext* sc = &so->sc;
+  sc->topk = nullptr;
+  so->started = so->exhausted = false;
+  so->results = nullptr;
+  so->results_cap = 0;
+  so->returned = IdSet{nullptr, 0, 0};
   so->nresults = so->next_result = 0;
   so->has_query = so->null_query = false;
-  so->dims = int(so->meta.dims);
+  sc->dims = int(sc->meta.dims);
   if (scan->numberOfOrderBys > 0 && (scan->orderByData[0].sk_flags & SK_ISNULL)) {
     // Every distance to NULL is NULL, so any order is correct: the indexed rows come back in
     // the order a zero query's codes give them (no heap fetches), as pgvector returns them.
-    so->query = so->query_pq = static_cast<float*>(palloc0(sizeof(float) * Max(so->dims, 1)));
+    so->query = static_cast<float*>(palloc0(sizeof(float) * Max(sc->dims, 1)));
+    sc->query_pq = so->query;
     so->has_query = so->null_query = true;
   } else if (scan->numberOfOrderBys > 0) {
     VectorArg q = ReadVector(scan->orderByData[0].sk_argument, "query vector");
-    if (so->dims == 0) so->dims = q.dim;  // an untrained index built on an empty table
-    CheckSameDims(so->dims, q.dim);
+    if (sc->dims == 0) sc->dims = q.dim;  // an untrained index built on an empty table
+    CheckSameDims(sc->dims, q.dim);
     so->query = static_cast<float*>(palloc(sizeof(float) * q.dim));
     std::memcpy(so->query, q.data, sizeof(float) * q.dim);
-    so->query_pq = static_cast<float*>(palloc(sizeof(float) * q.dim));
-    std::memcpy(so->query_pq, q.data, sizeof(float) * q.dim);
-    if (so->metric == Metric::kCosine) Normalize(so->query_pq, q.dim);  // zero stays zero
+    float* query_pq = static_cast<float*>(palloc(sizeof(float) * q.dim));
+    std::memcpy(query_pq, q.data, sizeof(float) * q.dim);
+    if (sc->metric == Metric::kCosine) Normalize(query_pq, q.dim);  // zero stays zero
+    sc->query_pq = query_pq;
     so->has_query = true;
   }
   MemoryContextSwitchTo(old);
@@ -622,7 +388,7 @@ void Rescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int n
 bool GetTuple(IndexScanDesc scan, ScanDirection dir) {
   ScanState* so = static_cast<ScanState*>(scan->opaque);
   if (!so->has_query || so->exhausted) return false;
-  if (!so->ranked) {
+  if (!so->started) {
     if (!so->fetch) {
       MemoryContext old = MemoryContextSwitchTo(so->base_cxt);
       so->fetch = table_index_fetch_begin(scan->heapRelation);
@@ -634,8 +400,9 @@ bool GetTuple(IndexScanDesc scan, ScanDirection dir) {
       MemoryContextSwitchTo(old);
     }
     MemoryContext old = MemoryContextSwitchTo(so->scan_cxt);
-    StartScan(so, scan);
+    StartScan(so);
     MemoryContextSwitchTo(old);
+    so->started = true;
     // pg_stat_*_indexes.idx_scan: counted by the access method, as btree and GiST do (the
     // executor counts only the tuples); without it the index looks unused.
     pgstat_count_index_scan(scan->indexRelation);

@@ -1,9 +1,11 @@
-#include "pg/scann_vacuum.h"
-
+// VACUUM of the list-based variants: ambulkdelete frees the slots of dead TIDs;
+// amvacuumcleanup takes back pages no list reaches (the orphan protocol of scann_page.h) and
+// reports statistics.
 #include <cstring>
 
 #include "pg/scann_index.h"
 #include "pg/scann_list.h"
+#include "pg/scann_variant.h"
 
 extern "C" {
 #include "access/generic_xlog.h"
@@ -113,8 +115,8 @@ BlockNumber ScanPages(Relation index, const ScannMetaPage& meta, BufferAccessStr
 
 }  // namespace
 
-IndexBulkDeleteResult* BulkDelete(IndexVacuumInfo* info, IndexBulkDeleteResult* stats,
-                                  IndexBulkDeleteCallback callback, void* callback_state) {
+IndexBulkDeleteResult* ListBulkDelete(IndexVacuumInfo* info, IndexBulkDeleteResult* stats,
+                                      IndexBulkDeleteCallback callback, void* callback_state) {
   Relation index = info->index;
   if (stats == nullptr)
     stats = static_cast<IndexBulkDeleteResult*>(palloc0(sizeof(IndexBulkDeleteResult)));
@@ -168,7 +170,7 @@ IndexBulkDeleteResult* BulkDelete(IndexVacuumInfo* info, IndexBulkDeleteResult* 
   return stats;
 }
 
-IndexBulkDeleteResult* VacuumCleanup(IndexVacuumInfo* info, IndexBulkDeleteResult* stats) {
+IndexBulkDeleteResult* ListCleanup(IndexVacuumInfo* info, IndexBulkDeleteResult* stats) {
   if (info->analyze_only) return stats;
   Relation index = info->index;
   double live = 0;
