@@ -17,6 +17,7 @@
 
 #include "core/annoy.h"
 #include "core/distance.h"
+#include "core/isa.h"
 #include "core/kmeans.h"
 #include "core/topk.h"
 #include "test_data.h"
@@ -952,6 +953,55 @@ TEST(AnnoyMeasure, DISABLED_InnerProduct) {
     aug.queries.push_back(0.0f);
   }
   MeasureAnnoy(aug, AnnoyMetric::kEuclidean, {1, 4, 8}, {1}, "euclidean augmented");
+}
+
+// Build and routing costs alone (CPU seconds of this thread, best of three): the forest on the
+// sample the glue would draw, every table row routed; k-means and assignment for IVF beside.
+void MeasureTimes(const std::string& set, int dims, AnnoyMetric metric, size_t rows) {
+  auto table = test::ReadRows(test::DataPath(set, "base.f32"), dims, 0, rows);
+  if (table.size() != rows * dims) GTEST_SKIP() << set << " missing";
+  if (metric == AnnoyMetric::kAngular) test::NormalizeRows(&table, dims);
+  std::printf("| %s, %zu rows | trees | leaf_size | sample | build CPU s | route rows/CPU s |\n",
+              set.c_str(), rows);
+  std::printf("|---|---:|---:|---:|---:|---:|\n");
+  std::vector<int32_t> out;
+  for (double factor : {0.5, 1.0}) {
+    const double leaf_size = factor * std::sqrt(double(rows));
+    const auto [sample_rows, per_leaf] = SampleFor(rows, leaf_size);
+    const auto sample = Sample(table, dims, sample_rows, 99);
+    for (int t : {1, 4, 16}) {
+      double build = 1e30, route = 1e30;
+      for (int rep = 0; rep < 3; rep++) {
+        double start = CpuSeconds();
+        const auto b = Build(sample, dims, Options(metric, t, per_leaf));
+        build = std::min(build, CpuSeconds() - start);
+        out.resize(rows * t);
+        start = CpuSeconds();
+        b.forest.RouteBatch(table.data(), rows, out.data());
+        route = std::min(route, CpuSeconds() - start);
+      }
+      std::printf("| annoy | %d | %.0f | %zu | %.2f | %.0f |\n", t, leaf_size, sample_rows, build,
+                  rows / route);
+      std::fflush(stdout);
+    }
+  }
+  const int lists = static_cast<int>(std::lround(std::sqrt(double(rows))));
+  const auto sample = Sample(table, dims, std::max<size_t>(10000, 64 * size_t(lists)), 99);
+  std::vector<float> centroids(size_t(lists) * dims);
+  KMeansOptions km;
+  double start = CpuSeconds();
+  TrainKMeans(sample.data(), sample.size() / dims, dims, lists, km, centroids.data());
+  const double train = CpuSeconds() - start;
+  out.resize(rows);
+  start = CpuSeconds();
+  AssignNearest(table.data(), rows, dims, centroids.data(), lists, out.data());
+  std::printf("| IVF k-means, %d lists (%s) | | | %zu | %.2f | %.0f |\n", lists,
+              IsaName(ActiveIsa()), sample.size() / dims, train, rows / (CpuSeconds() - start));
+}
+
+TEST(AnnoyMeasure, DISABLED_Times) {
+  MeasureTimes("glove-100", 100, AnnoyMetric::kAngular, 331479);
+  MeasureTimes("fashion-mnist", 784, AnnoyMetric::kEuclidean, 60000);
 }
 
 }  // namespace
