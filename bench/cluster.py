@@ -19,13 +19,15 @@ PORT = 5432
 
 
 def pg_bindir():
-    """$PG_BIN, else PostgreSQL 15's Debian location, else whatever pg_config reports."""
+    """$PG_BIN, else the bindir of the first pg_config on PATH (so a private PostgreSQL copy
+    put first on PATH, with its own installed extensions, is the one used), else PostgreSQL
+    15's Debian location."""
     if os.environ.get("PG_BIN"):
         return os.environ["PG_BIN"]
-    if os.path.isdir("/usr/lib/postgresql/15/bin"):
-        return "/usr/lib/postgresql/15/bin"
-    return subprocess.run(["pg_config", "--bindir"], check=True, capture_output=True,
-                          text=True).stdout.strip()
+    if shutil.which("pg_config"):
+        return subprocess.run(["pg_config", "--bindir"], check=True, capture_output=True,
+                              text=True).stdout.strip()
+    return "/usr/lib/postgresql/15/bin"
 
 
 def _as_server_user(cmd):
@@ -65,6 +67,10 @@ class Server:
         conn = psycopg2.connect(self.dsn)
         conn.autocommit = True
         return conn
+
+    def tool(self, name):
+        """Path of a PostgreSQL client program (pgbench) of the installation in use."""
+        return os.path.join(pg_bindir(), name)
 
     def __enter__(self):
         return self
