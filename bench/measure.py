@@ -12,10 +12,11 @@ Server time is a PL/pgSQL loop in the same session: for each row of the query ta
 the system's query (the vector a PL/pgSQL variable, so a cached generic plan) into an array
 with ARRAY(...), which reads every returned row, and appends the ids to the ids of all
 queries (array_append on a PL/pgSQL variable works in place), timed from first to last
-query with clock_timestamp(). The loop's own cost, about 4-5 µs per query with LIMIT 10 on
-this machine, is what the ceiling system's server time shows. The loop runs in a
-transaction that reads pg_stat_get_xact_numscans of the index (the table, for exact)
-before and after: it must have grown by exactly one scan per query.
+query with clock_timestamp(), and each query alone for the median. The loop's own cost,
+about 4-5 µs per query with LIMIT 10 on this machine, is what the ceiling system's server
+time shows. The loop runs in a transaction that reads pg_stat_get_xact_numscans of the
+index (the table, for exact) before and after: it must have grown by exactly one scan per
+query.
 """
 import itertools
 import re
@@ -98,21 +99,27 @@ class ScanCountError(RuntimeError):
 
 def _server_loop_function(system, k):
     """CREATE of pg_temp.server_loop(n): runs the first n queries of the system's query table
-    inside the server; returns (seconds, ids of every query concatenated, rows per query)."""
+    inside the server; returns (seconds, ids of every query concatenated, rows per query,
+    each query's own time)."""
     return f"""
 CREATE OR REPLACE FUNCTION pg_temp.server_loop(n int, OUT seconds float8, OUT ids bigint[],
-                                               OUT counts int[]) LANGUAGE plpgsql AS $loop$
+                                               OUT counts int[], OUT times interval[])
+LANGUAGE plpgsql AS $loop$
 DECLARE
   q record;
   found bigint[];
   found_id bigint;
   started timestamptz;
+  query_started timestamptz;
 BEGIN
   ids := '{{}}';
   counts := '{{}}';
+  times := '{{}}';
   started := clock_timestamp();
   FOR q IN SELECT embedding FROM {system.query_table} ORDER BY id LIMIT n LOOP
+    query_started := clock_timestamp();
     found := ARRAY({system.query_sql(k, "q.embedding")});
+    times := array_append(times, clock_timestamp() - query_started);
     FOREACH found_id IN ARRAY found LOOP
       ids := array_append(ids, found_id);
     END LOOP;
@@ -129,8 +136,9 @@ def _scans_in_transaction(cur, relation):
 
 
 def run_server_loop(conn, system, k, queries, warmup):
-    """(ids per query, seconds per query) from the in-server loop over the first `queries`
-    rows of the query table, after a loop over `warmup` of them; checks the scan count."""
+    """(ids per query, mean seconds per query, each query's seconds) from the in-server loop
+    over the first `queries` rows of the query table, after a loop over `warmup` of them;
+    checks the scan count."""
     relation = system.scanned_relation()
     with conn.cursor() as cur:
         cur.execute(_server_loop_function(system, k))
@@ -138,7 +146,7 @@ def run_server_loop(conn, system, k, queries, warmup):
         cur.execute("BEGIN")
         before = _scans_in_transaction(cur, relation) if relation else 0
         cur.execute("SELECT * FROM pg_temp.server_loop(%s)", (queries,))
-        seconds, flat, counts = cur.fetchone()
+        seconds, flat, counts, times = cur.fetchone()
         after = _scans_in_transaction(cur, relation) if relation else 0
         cur.execute("COMMIT")
     if relation and after - before != queries:
@@ -146,4 +154,4 @@ def run_server_loop(conn, system, k, queries, warmup):
                              f"{relation} for {queries} queries")
     ends = list(itertools.accumulate(counts))
     ids = [flat[end - n:end] for end, n in zip(ends, counts)]
-    return ids, seconds / queries
+    return ids, seconds / queries, np.array([t.total_seconds() for t in times])

@@ -21,6 +21,7 @@ import tempfile
 import time
 
 import measure
+from progress import Step
 
 STATS_WAIT_S = 10.0
 
@@ -62,7 +63,8 @@ def run(server, conn, system, settings, k, queries, clients, seconds):
     relation = system.scanned_relation()
     before = _scans(conn, relation) if relation else 0
     session = {"plan_cache_mode": "force_generic_plan", **system.session_settings, **settings}
-    with tempfile.NamedTemporaryFile("w", suffix=".sql", prefix="pg_scann-pgbench-") as script:
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", prefix="pg_scann-pgbench-") as script, \
+            Step(f"pgbench: {clients} clients, {seconds} s"):
         script.write(f"\\set qid random(0, {queries - 1})\n{statement(system, k)};\n")
         script.flush()
         result = subprocess.run(

@@ -6,8 +6,10 @@ hnswlib   python3-hnswlib (Debian): HNSW with --hnsw-opts' m and ef_construction
 faiss     python3-faiss (Debian): the factory string --faiss-opts (default
           IVF<sqrt(rows)>,PQ<dim/2>x4fs,RFlat: IVF lists, 4-bit FastScan PQ codes of two
           dimensions each and exact re-ranking, pg_scann's defaults); knobs nprobe
-          (--nprobe) x reorder (--reorder: k_factor = reorder / k); trained and built with
-          every core
+          (--nprobe) x reorder (--reorder: k_factor = reorder / k); trained and built on
+          one thread: its OpenMP barriers over many tiny parallel regions (a k-means per
+          PQ subspace) made a 2-thread training 30 times slower than 1 thread on this
+          machine while other processes shared its 2 cores
 
 Each point's `server_us` is the library's search call over all the queries in one batch
 on one thread, per query (no client, no SQL, no per-query Python); `qps_clients` is the
@@ -51,7 +53,7 @@ class _Reference:
         with PeakMemory(os.getpid(), None) as mem, Step(f"{self.name}: {self.options}") as step:
             self._build(data)
         return {"build_s": step.seconds, "index_bytes": self._index_bytes(),
-                "build_mem_mb": mem.peak_mb, "build_workers": os.cpu_count()}
+                "build_mem_mb": mem.peak_mb, "build_workers": self.build_threads}
 
     def search(self, knobs, queries, k, threads):
         """(ids per query, seconds per query) of one batch search on `threads` threads."""
@@ -63,6 +65,7 @@ class _Reference:
 class Hnswlib(_Reference):
     name = "hnswlib"
     spaces = {"l2": "l2", "ip": "ip", "cosine": "cosine"}
+    build_threads = os.cpu_count()
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -82,7 +85,7 @@ class Hnswlib(_Reference):
         self.index = hnswlib.Index(space=self.spaces[self.cfg.metric], dim=data.shape[1])
         self.index.init_index(max_elements=len(data), M=self.m,
                               ef_construction=self.ef_construction, random_seed=100)
-        self.index.add_items(data, np.arange(len(data)), num_threads=os.cpu_count())
+        self.index.add_items(data, np.arange(len(data)), num_threads=self.build_threads)
 
     def _index_bytes(self):
         with tempfile.NamedTemporaryFile(prefix="pg_scann-hnswlib-") as f:
@@ -100,6 +103,7 @@ class Hnswlib(_Reference):
 
 class Faiss(_Reference):
     name = "faiss"
+    build_threads = 1
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -119,7 +123,7 @@ class Faiss(_Reference):
     def _build(self, data):
         import faiss
         metric = faiss.METRIC_L2 if self.cfg.metric == "l2" else faiss.METRIC_INNER_PRODUCT
-        faiss.omp_set_num_threads(os.cpu_count())
+        faiss.omp_set_num_threads(self.build_threads)
         self.index = faiss.index_factory(data.shape[1], self.options, metric)
         data = self._prepared(data)
         self.index.train(data)

@@ -27,7 +27,7 @@ import pgbench
 import plot
 import report
 from cluster import ScratchCluster, Server, install_extension, scratch_settings
-from progress import note
+from progress import Step, note
 from recall import recall_at_k
 from references import REFERENCES
 from systems import COLUMN_TYPES, SQL_SYSTEMS
@@ -83,7 +83,8 @@ def parse_args(argv):
     if args.smoke:
         args.dataset, args.rows, args.queries, args.k = "minilm", None, 100, 100
         args.systems, args.nprobe, args.reorder = "exact,scann,pgvector-hnsw,hnswlib", [1, 4], [100]
-        args.ef_search, args.hnsw_opts, args.column_type = [40], "m = 16, ef_construction = 64", "real[]"
+        args.ef_search, args.hnsw_opts = [40], "m = 16, ef_construction = 64"
+        args.column_type = "real[]"
         args.clients, args.duration, args.warmup, args.dsn = 2, 1, 5, None
         args.metric, args.scann_opts = None, ""
     args.systems = [s for s in args.systems.split(",") if s]
@@ -186,6 +187,7 @@ def describe(conn, args, info, extensions):
         "cpu": _cpu_model(), "nproc": os.cpu_count(), "commit": _commit(),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "command": " ".join(sys.argv), "python": platform.python_version(),
+        "load1_start": os.getloadavg()[0],
     }
 
 
@@ -228,7 +230,8 @@ def _label(knobs):
 
 
 def _point_note(point):
-    figures = [f"recall@10 {point['recall@10']:.4f}", f"{point['server_us']:,.1f} us/query"]
+    figures = [f"recall@10 {point['recall@10']:.4f}", f"{point['server_us']:,.1f} us/query"
+               + (f" (p50 {point['server_p50_us']:,.1f})" if point["server_p50_us"] else "")]
     if point["qps"] is not None:
         figures.append(f"{point['qps']:,.1f} q/s (1 conn), p50 {point['p50_ms']:.2f} ms")
     if point["qps_clients"] is not None:
@@ -248,16 +251,18 @@ def measure_point(server, conn, system, settings, args, data):
         system.check_plan(pgbench_plan)
         ids, lat = measure.run_single(session, literals, args.warmup,
                                       f"{system.name} {label}".strip())
-        server_ids, server_s = measure.run_server_loop(session, system, args.k, len(qs),
-                                                       args.warmup)
+        with Step(f"{system.name} {label}: in-server loop over {len(qs):,} queries".strip()):
+            server_ids, server_s, server_times = measure.run_server_loop(
+                session, system, args.k, len(qs), args.warmup)
     finally:
         session.close()
     point = {"system": system.name, "params": label, "knobs": settings, "k": args.k,
              **_recall_fields(args, qs, base, gt, ids), "server_us": 1e6 * server_s,
+             "server_p50_us": 1e6 * float(np.percentile(server_times, 50)),
              **_recall_fields(args, qs, base, gt, server_ids, "_server"),
              "qps": len(lat) / lat.sum(), "p50_ms": 1e3 * float(np.percentile(lat, 50)),
              "p99_ms": 1e3 * float(np.percentile(lat, 99)), "clients": args.clients,
-             "qps_clients": None, "in_process": False, "plan": plan,
+             "qps_clients": None, "in_process": False, "load1": None, "plan": plan,
              "pgbench_plan": pgbench_plan}
     if point["recall@10_server"] != point["recall@10"]:
         note(f"  {system.name} {label}: the server loop's recall@10 "
@@ -265,6 +270,7 @@ def measure_point(server, conn, system, settings, args, data):
     if os.path.exists(server.tool("pgbench")):
         point["qps_clients"] = pgbench.run(server, conn, system, settings, args.k, len(qs),
                                            args.clients, args.duration)
+    point["load1"] = os.getloadavg()[0]
     _point_note(point)
     return point
 
@@ -278,8 +284,9 @@ def reference_point(system, knobs, args, data):
     _, seconds_c = system.search(knobs, queries, args.k, args.clients)
     point = {"system": system.name, "params": _label(knobs), "knobs": knobs, "k": args.k,
              **_recall_fields(args, qs, base, gt, ids), "server_us": 1e6 * seconds,
-             "qps": None, "p50_ms": None, "p99_ms": None, "clients": args.clients,
-             "qps_clients": 1.0 / seconds_c, "in_process": True}
+             "server_p50_us": None, "qps": None, "p50_ms": None, "p99_ms": None,
+             "clients": args.clients,
+             "qps_clients": 1.0 / seconds_c, "in_process": True, "load1": os.getloadavg()[0]}
     _point_note(point)
     return point
 
@@ -325,6 +332,7 @@ def benchmark(args):
             results["builds"].append(build)
             results["points"] += points
         conn.close()
+    results["meta"]["load1_end"] = os.getloadavg()[0]
     return results
 
 
