@@ -13,10 +13,9 @@ the system's query (the vector a PL/pgSQL variable, so a cached generic plan) in
 with ARRAY(...), which reads every returned row, and appends the ids to the ids of all
 queries (array_append on a PL/pgSQL variable works in place), timed from first to last
 query with clock_timestamp(), and each query alone for the median. The loop's own cost,
-about 4-5 µs per query with LIMIT 10 on this machine, is what the ceiling system's server
-time shows. The loop runs in a transaction that reads pg_stat_get_xact_numscans of the
-index (the table, for exact) before and after: it must have grown by exactly one scan per
-query.
+a few µs per query on this machine, is what the ceiling system's server time shows. The
+loop runs in a transaction that reads pg_stat_get_xact_numscans of the index (the table,
+for exact) before and after: it must have grown by exactly one scan per query.
 """
 import itertools
 import re

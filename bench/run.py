@@ -243,15 +243,15 @@ def measure_point(server, conn, system, settings, args, data):
     """One knob setting: plan checks, client latency run, in-server loop, recall, pgbench."""
     qs, base, gt, literals = data
     label = _label(settings)
+    title = f"{system.name} {label}".strip()
     session = measure.session(server, system, settings, args.k)
     try:
         plan = measure.explain(session, literals[0])
         system.check_plan(plan)
         pgbench_plan = pgbench.explain(session, system, args.k)
         system.check_plan(pgbench_plan)
-        ids, lat = measure.run_single(session, literals, args.warmup,
-                                      f"{system.name} {label}".strip())
-        with Step(f"{system.name} {label}: in-server loop over {len(qs):,} queries".strip()):
+        ids, lat = measure.run_single(session, literals, args.warmup, title)
+        with Step(f"{title}: in-server loop over {len(qs):,} queries"):
             server_ids, server_s, server_times = measure.run_server_loop(
                 session, system, args.k, len(qs), args.warmup)
     finally:
@@ -265,7 +265,7 @@ def measure_point(server, conn, system, settings, args, data):
              "qps_clients": None, "in_process": False, "load1": None, "plan": plan,
              "pgbench_plan": pgbench_plan}
     if point["recall@10_server"] != point["recall@10"]:
-        note(f"  {system.name} {label}: the server loop's recall@10 "
+        note(f"  {title}: the server loop's recall@10 "
              f"{point['recall@10_server']:.4f} differs from the client's")
     if os.path.exists(server.tool("pgbench")):
         point["qps_clients"] = pgbench.run(server, conn, system, settings, args.k, len(qs),
