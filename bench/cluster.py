@@ -19,13 +19,15 @@ PORT = 5432
 
 
 def pg_bindir():
-    """$PG_BIN, else PostgreSQL 15's Debian location, else whatever pg_config reports."""
+    """$PG_BIN, else the bindir of the first pg_config on PATH (so a private PostgreSQL copy
+    put first on PATH, with its own installed extensions, is the one used), else PostgreSQL
+    15's Debian location."""
     if os.environ.get("PG_BIN"):
         return os.environ["PG_BIN"]
-    if os.path.isdir("/usr/lib/postgresql/15/bin"):
-        return "/usr/lib/postgresql/15/bin"
-    return subprocess.run(["pg_config", "--bindir"], check=True, capture_output=True,
-                          text=True).stdout.strip()
+    if shutil.which("pg_config"):
+        return subprocess.run(["pg_config", "--bindir"], check=True, capture_output=True,
+                              text=True).stdout.strip()
+    return "/usr/lib/postgresql/15/bin"
 
 
 def _as_server_user(cmd):
@@ -42,7 +44,9 @@ def install_extension(repo):
 
 def scratch_settings(data_bytes):
     """postgresql.conf lines for a benchmark of a table of about `data_bytes`."""
-    shared_mb = min(8192, max(128, int(2.5 * data_bytes / 2**20) + 128))
+    # room for the table, a pgvector-typed copy of it and their indexes (an HNSW graph
+    # holds every vector again): a benchmark must not measure buffer-pool misses
+    shared_mb = min(8192, max(128, int(6 * data_bytes / 2**20) + 128))
     return {
         "shared_buffers": f"{shared_mb}MB",
         "maintenance_work_mem": "1GB",
@@ -65,6 +69,10 @@ class Server:
         conn = psycopg2.connect(self.dsn)
         conn.autocommit = True
         return conn
+
+    def tool(self, name):
+        """Path of a PostgreSQL client program (pgbench) of the installation in use."""
+        return os.path.join(pg_bindir(), name)
 
     def __enter__(self):
         return self

@@ -1,10 +1,11 @@
-"""Loading a data set prefix into `items(id bigint primary key, embedding real[])`.
+"""Loading vectors into `TABLE(id bigint primary key, embedding real[])`: the data set prefix
+into `items`, its query vectors into `queries`, and typed copies of them (pgvector types).
 
 Rows go in with COPY ... FORMAT binary from the client, built straight from the float32
 file with numpy (no text formatting or float parsing on either side); the primary key is
-added after the copy, then VACUUM ANALYZE. The table carries a comment naming the data set
-and row count, so a kept cluster or an existing server reuses a matching table instead of
-loading it again.
+added after the copy, then VACUUM ANALYZE. Each table carries a comment naming what it
+holds (data set, row count), so a kept cluster or an existing server reuses a matching
+table instead of loading it again; a typed copy carries its source's comment.
 """
 import time
 
@@ -13,6 +14,7 @@ import numpy as np
 from progress import Progress, Step
 
 TABLE = "items"
+QUERY_TABLE = "queries"
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
 _TRAILER = (-1).to_bytes(2, "big", signed=True)
 _FLOAT4_OID = 700
@@ -69,27 +71,47 @@ def table_tag(dataset, rows):
     return f"pg_scann bench: {dataset} rows={rows}"
 
 
-def loaded_tag(conn):
+def query_table_tag(dataset, queries):
+    return f"pg_scann bench: {dataset} queries={queries}"
+
+
+def loaded_tag(conn, table=TABLE):
     with conn.cursor() as cur:
-        cur.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", (TABLE,))
+        cur.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", (table,))
         return cur.fetchone()[0]
 
 
-def load(conn, dataset, vectors):
-    """(Re)create and fill the table with `vectors` (ids 0..n-1); return timings in seconds."""
+def load(conn, table, tag, vectors):
+    """(Re)create and fill `table` with `vectors` (ids 0..n-1); return timings in seconds."""
     timings = {}
     with conn.cursor() as cur:
-        cur.execute(f"DROP TABLE IF EXISTS {TABLE} CASCADE")
-        cur.execute(f"CREATE TABLE {TABLE} (id bigint, embedding real[])")
-        progress = Progress(f"loading {len(vectors):,} rows (COPY binary)", len(vectors))
+        cur.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
+        cur.execute(f"CREATE TABLE {table} (id bigint, embedding real[])")
+        progress = Progress(f"loading {len(vectors):,} rows into {table} (COPY binary)",
+                            len(vectors))
         start = time.monotonic()
-        cur.copy_expert(f"COPY {TABLE} FROM STDIN WITH (FORMAT binary)",
+        cur.copy_expert(f"COPY {table} FROM STDIN WITH (FORMAT binary)",
                         _CopyStream(vectors, progress), size=1 << 20)
         progress.finish()
         timings["copy_s"] = time.monotonic() - start
-        with Step("primary key + VACUUM ANALYZE") as step:
-            cur.execute(f"ALTER TABLE {TABLE} ADD PRIMARY KEY (id)")
-            cur.execute(f"VACUUM ANALYZE {TABLE}")
+        with Step(f"{table}: primary key + VACUUM ANALYZE") as step:
+            cur.execute(f"ALTER TABLE {table} ADD PRIMARY KEY (id)")
+            cur.execute(f"VACUUM ANALYZE {table}")
         timings["pkey_vacuum_s"] = step.seconds
-        cur.execute(f"COMMENT ON TABLE {TABLE} IS %s", (table_tag(dataset, len(vectors)),))
+        cur.execute(f"COMMENT ON TABLE {table} IS %s", (tag,))
     return timings
+
+
+def ensure_cast_copy(conn, source, target, type_sql):
+    """`target` as `source` with the embedding cast to `type_sql` (e.g. vector(100)), kept
+    and reused while it carries the source's comment (same data set and rows)."""
+    source_tag = loaded_tag(conn, source)
+    if loaded_tag(conn, target) == source_tag:
+        return
+    with conn.cursor() as cur, Step(f"copying {source} into {target} ({type_sql})"):
+        cur.execute(f"DROP TABLE IF EXISTS {target}")
+        cur.execute(f"CREATE TABLE {target} AS SELECT id, embedding::{type_sql} AS embedding "
+                    f"FROM {source}")
+        cur.execute(f"ALTER TABLE {target} ADD PRIMARY KEY (id)")
+        cur.execute(f"VACUUM ANALYZE {target}")
+        cur.execute(f"COMMENT ON TABLE {target} IS %s", (source_tag,))

@@ -1,4 +1,5 @@
-"""Timing one system: its build (time, size, memory) and one knob setting (latency, q/s).
+"""Timing one system: its build (time, size, memory) and one knob setting (client latency
+and q/s over one connection, server time per query).
 
 Every query session sets the knob with set_config, PREPAREs the query with a real[]
 parameter and runs `EXECUTE q('{...}')`; the vectors are formatted once, up front, so the
@@ -6,9 +7,18 @@ client's share of a query is one round trip. Sessions use the generic plan
 (plan_cache_mode = force_generic_plan), so the plan EXPLAIN checks is the plan every
 execution runs, and no execution pays for planning. Latency is wall time in the client around
 execute + fetch.
+
+Server time is a PL/pgSQL loop in the same session: for each row of the query table it runs
+the system's query (the vector a PL/pgSQL variable, so a cached generic plan) into an array
+with ARRAY(...), which reads every returned row, and appends the ids to the ids of all
+queries (array_append on a PL/pgSQL variable works in place), timed from first to last
+query with clock_timestamp(), and each query alone for the median. The loop's own cost,
+a few µs per query on this machine, is what the ceiling system's server time shows. The
+loop runs in a transaction that reads pg_stat_get_xact_numscans of the index (the table,
+for exact) before and after: it must have grown by exactly one scan per query.
 """
+import itertools
 import re
-import threading
 import time
 
 import numpy as np
@@ -82,34 +92,65 @@ def run_single(conn, literals, warmup, label):
     return ids, latencies
 
 
-def run_concurrent(server, system, settings, k, literals, clients):
-    """Queries per second with `clients` connections sharing the query list (each once)."""
-    conns = [session(server, system, settings, k) for _ in range(clients)]
-    barrier = threading.Barrier(clients + 1)
-    errors = []
+class ScanCountError(RuntimeError):
+    pass
 
-    def worker(conn, part):
-        barrier.wait()
-        try:
-            with conn.cursor() as cur:
-                for lit in part:
-                    _execute(cur, lit)
-        except Exception as e:  # reported below, in the main thread
-            errors.append(e)
 
-    threads = [threading.Thread(target=worker, args=(c, literals[i::clients]))
-               for i, c in enumerate(conns)]
-    for t in threads:
-        t.start()
-    # The clock starts before the release: once released, the workers may hold the GIL long
-    # enough to finish much of their work before this thread could read the clock.
-    start = time.perf_counter()
-    barrier.wait()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - start
-    for c in conns:
-        c.close()
-    if errors:
-        raise errors[0]
-    return len(literals) / elapsed
+def _server_loop_function(system, k):
+    """CREATE of pg_temp.server_loop(n): runs the first n queries of the system's query table
+    inside the server; returns (seconds, ids of every query concatenated, rows per query,
+    each query's own time)."""
+    return f"""
+CREATE OR REPLACE FUNCTION pg_temp.server_loop(n int, OUT seconds float8, OUT ids bigint[],
+                                               OUT counts int[], OUT times interval[])
+LANGUAGE plpgsql AS $loop$
+DECLARE
+  q record;
+  found bigint[];
+  found_id bigint;
+  started timestamptz;
+  query_started timestamptz;
+BEGIN
+  ids := '{{}}';
+  counts := '{{}}';
+  times := '{{}}';
+  started := clock_timestamp();
+  FOR q IN SELECT embedding FROM {system.query_table} ORDER BY id LIMIT n LOOP
+    query_started := clock_timestamp();
+    found := ARRAY({system.query_sql(k, "q.embedding")});
+    times := array_append(times, clock_timestamp() - query_started);
+    FOREACH found_id IN ARRAY found LOOP
+      ids := array_append(ids, found_id);
+    END LOOP;
+    counts := array_append(counts, cardinality(found));
+  END LOOP;
+  seconds := extract(epoch FROM clock_timestamp() - started);
+END
+$loop$"""
+
+
+def _scans_in_transaction(cur, relation):
+    cur.execute("SELECT pg_stat_get_xact_numscans(%s::regclass)", (relation,))
+    return cur.fetchone()[0]
+
+
+def run_server_loop(conn, system, k, queries, warmup):
+    """(ids per query, mean seconds per query, each query's seconds) from the in-server loop
+    over the first `queries` rows of the query table, after a loop over `warmup` of them;
+    checks the scan count."""
+    relation = system.scanned_relation()
+    with conn.cursor() as cur:
+        cur.execute(_server_loop_function(system, k))
+        cur.execute("SELECT * FROM pg_temp.server_loop(%s)", (warmup,))
+        cur.execute("BEGIN")
+        before = _scans_in_transaction(cur, relation) if relation else 0
+        cur.execute("SELECT * FROM pg_temp.server_loop(%s)", (queries,))
+        seconds, flat, counts, times = cur.fetchone()
+        after = _scans_in_transaction(cur, relation) if relation else 0
+        cur.execute("COMMIT")
+    if relation and after - before != queries:
+        raise ScanCountError(f"{system.name}: the server loop ran {after - before} scans of "
+                             f"{relation} for {queries} queries")
+    ends = list(itertools.accumulate(counts))
+    ids = [flat[end - n:end] for end, n in zip(ends, counts)]
+    return ids, seconds / queries, np.array([t.total_seconds() for t in times])

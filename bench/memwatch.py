@@ -8,7 +8,8 @@ added. RssAnon is used rather than VmHWM/VmRSS because those count the shared_bu
 pages the backend touches (RssShmem), which would charge the table scan's buffer pool
 to the index build. Shared memory a parallel build allocates (DSM) is not counted.
 Works only when the server runs on this host (its /proc entries are readable here);
-otherwise the figure is None.
+otherwise the figure is None. Without a monitor connection it watches one process (the
+in-process references watch this Python process itself).
 """
 import threading
 import time
@@ -39,17 +40,19 @@ def is_local_postgres(pid):
 
 class PeakMemory:
     """`with PeakMemory(pid, monitor_conn) as m: ...`, then m.peak_mb (None if not
-    measurable) and m.max_workers."""
+    measurable) and m.max_workers; monitor_conn None: no parallel workers to look for."""
 
     def __init__(self, pid, monitor_conn):
         self.pid, self.monitor = pid, monitor_conn
-        self.enabled = is_local_postgres(pid)
+        self.enabled = monitor_conn is None or is_local_postgres(pid)
         self.peak_kb = 0
         self.workers = []
         self.max_workers = 0  # parallel workers seen at once
         self._stop = threading.Event()
 
     def _refresh_workers(self):
+        if self.monitor is None:
+            return
         with self.monitor.cursor() as cur:
             cur.execute("SELECT pid FROM pg_stat_activity WHERE leader_pid = %s AND pid <> %s",
                         (self.pid, self.pid))

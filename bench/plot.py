@@ -1,11 +1,14 @@
 #!/usr/bin/python3
-"""Plots of a run (matplotlib, Agg): recall_qps.png and build.png in the results directory.
+"""Plots of a run (matplotlib, Agg), in the results directory.
 
     /usr/bin/python3 bench/plot.py bench/results/NAME     # redraw from results.json
 
 recall_qps.png: recall@10 (x) against queries/s over one connection (y, log), one curve
 per system (scann: per scann.reorder value) through its first knob's values (scann.nprobe,
 hnsw.ef_search, ivfflat.probes): the ann-benchmarks picture, up and right is better.
+recall_server.png: the same with the server's queries/s (1e6 / server µs per query, the
+in-server loop), the in-process references dashed. recall_clients.png: the same with
+pgbench's transactions/s of C clients (references: C threads).
 build.png: build time and index size per system, with the table itself (load time, heap
 size) as the reference bar.
 """
@@ -36,17 +39,34 @@ def _series(points):
     return curves
 
 
-def recall_qps(results, path):
+# file, the y value of a point, its axis label
+VIEWS = (
+    ("recall_qps.png", lambda p: p["qps"], "queries/s (1 connection, log scale)"),
+    ("recall_server.png", lambda p: 1e6 / p["server_us"],
+     "queries/s in the server (1e6 / server µs per query, log scale)"),
+    ("recall_clients.png", lambda p: p["qps_clients"],
+     "queries/s of {clients} pgbench clients (log scale)"),
+)
+
+
+def recall_view(results, path, value, ylabel):
+    """recall@10 against one speed figure; systems without that figure are left out."""
     fig, ax = plt.subplots(figsize=(8, 5.5))
     for label, pts in _series(results["points"]).items():
-        if label == "ceiling":  # no recall: the round trip every system pays
-            ax.axhline(pts[0]["qps"], color="0.5", linestyle="--",
-                       label=f"ceiling (parse only): {pts[0]['qps']:,.0f} q/s")
+        if value(pts[0]) is None:
             continue
-        ax.plot([p["recall@10"] for p in pts], [p["qps"] for p in pts], marker="o", label=label)
+        if label == "ceiling":  # no recall: what every system pays besides the index work
+            for p, style in zip(pts, ("--", ":")):  # listed first and last: the run's drift
+                ax.axhline(value(p), color="0.5", linestyle=style,
+                           label=f"ceiling (no index work): {value(p):,.0f} q/s")
+            continue
+        style = "--" if pts[0].get("in_process") else "-"
+        suffix = " (in-process, not PostgreSQL)" if pts[0].get("in_process") else ""
+        ax.plot([p["recall@10"] for p in pts], [value(p) for p in pts], marker="o",
+                linestyle=style, label=label + suffix)
     ax.set_yscale("log")
     ax.set_xlabel("recall@10")
-    ax.set_ylabel("queries/s (1 connection, log scale)")
+    ax.set_ylabel(ylabel.format(clients=results["meta"]["clients"]))
     ax.set_title(_title(results["meta"]), fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
@@ -76,7 +96,8 @@ def build_bars(results, path):
 
 
 def draw(results, out_dir):
-    recall_qps(results, os.path.join(out_dir, "recall_qps.png"))
+    for name, value, ylabel in VIEWS:
+        recall_view(results, os.path.join(out_dir, name), value, ylabel)
     build_bars(results, os.path.join(out_dir, "build.png"))
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """pg_scann benchmark: recall, speed, build time and size of several systems, side by side.
 
-    /usr/bin/python3 bench/run.py --dataset glove-100 --systems scann,exact \\
+    /usr/bin/python3 bench/run.py --dataset glove-100 --systems exact,scann,pgvector-hnsw,hnswlib \\
         --rows 331479 --queries 1000 --nprobe 1,2,4,8,16,32 --reorder 100,200 \\
         --out bench/results/glove-100
     /usr/bin/python3 bench/run.py --smoke        # end-to-end check on MiniLM (CI)
@@ -23,12 +23,18 @@ import datasets
 import groundtruth
 import loader
 import measure
+import pgbench
 import plot
 import report
 from cluster import ScratchCluster, Server, install_extension, scratch_settings
-from progress import note
+from progress import Step, note
 from recall import recall_at_k
-from systems import SYSTEMS
+from references import REFERENCES
+from systems import COLUMN_TYPES, SQL_SYSTEMS
+
+SYSTEMS = {**SQL_SYSTEMS, **REFERENCES}
+# Created when the server offers them, in this order (pg_scann_pgvector needs the other two).
+OPTIONAL_EXTENSIONS = ("vector", "pg_scann_pgvector", "pg_prewarm")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -50,6 +56,9 @@ def parse_args(argv):
                    help="LIMIT of every query; 100 also reports recall@100")
     p.add_argument("--systems", default="exact,scann",
                    help=f"comma-separated, from {','.join(SYSTEMS)}")
+    p.add_argument("--column-type", default="real[]", choices=COLUMN_TYPES,
+                   help="type of the embedding column every system queries (pgvector's "
+                        "systems use vector when this is real[])")
     p.add_argument("--scann-opts", default="", help="WITH (...) of the scann index")
     p.add_argument("--nprobe", type=_ints, default="1,2,4,8,16,32", help="scann.nprobe values")
     p.add_argument("--reorder", type=_ints, default="100", help="scann.reorder values")
@@ -57,8 +66,11 @@ def parse_args(argv):
     p.add_argument("--ef-search", type=_ints, default="10,20,40,80,160,320")
     p.add_argument("--ivfflat-opts", default="", help="default: lists = rows / 1000")
     p.add_argument("--probes", type=_ints, default="1,2,4,8,16,32")
-    p.add_argument("--clients", type=int, default=1,
-                   help="also measure q/s with this many concurrent connections (if > 1)")
+    p.add_argument("--faiss-opts", default="",
+                   help="faiss index_factory string (default: IVF<sqrt(rows)>,PQ<dim/2>x4fs,RFlat)")
+    p.add_argument("--clients", type=int, default=2,
+                   help="concurrent pgbench clients (threads, for the in-process references)")
+    p.add_argument("--duration", type=int, default=10, help="seconds of each pgbench run")
     p.add_argument("--warmup", type=int, default=50, help="untimed queries before each setting")
     p.add_argument("--dsn", help="use this running server instead of a scratch cluster")
     p.add_argument("--cluster-dir", help="keep the scratch cluster here and reuse it next time")
@@ -70,8 +82,11 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if args.smoke:
         args.dataset, args.rows, args.queries, args.k = "minilm", None, 100, 100
-        args.systems, args.nprobe, args.reorder = "exact,scann", [1, 4], [100]
-        args.clients, args.warmup, args.dsn, args.metric, args.scann_opts = 2, 5, None, None, ""
+        args.systems, args.nprobe, args.reorder = "exact,scann,pgvector-hnsw,hnswlib", [1, 4], [100]
+        args.ef_search, args.hnsw_opts = [40], "m = 16, ef_construction = 64"
+        args.column_type = "real[]"
+        args.clients, args.duration, args.warmup, args.dsn = 2, 1, 5, None
+        args.metric, args.scann_opts = None, ""
     args.systems = [s for s in args.systems.split(",") if s]
     for s in args.systems:
         if s not in SYSTEMS:
@@ -104,11 +119,11 @@ def make_server(args):
 
 
 def ensure_extensions(conn, fresh):
-    """pg_scann (recreated in a scratch cluster so it matches the installed build) and,
-    when the server has it, pg_prewarm."""
+    """pg_scann (recreated in a scratch cluster so it matches the installed build) and those
+    of OPTIONAL_EXTENSIONS the server has; returns the extensions' versions."""
     with conn.cursor() as cur:
-        cur.execute("SELECT name FROM pg_available_extensions WHERE name IN "
-                    "('pg_scann', 'pg_prewarm')")
+        cur.execute("SELECT name FROM pg_available_extensions WHERE name = ANY(%s)",
+                    (["pg_scann", *OPTIONAL_EXTENSIONS],))
         available = {r[0] for r in cur.fetchall()}
         if "pg_scann" not in available:
             sys.exit("pg_scann is not installed in this server: run `make install` as root "
@@ -116,25 +131,45 @@ def ensure_extensions(conn, fresh):
         if fresh:
             cur.execute("DROP EXTENSION IF EXISTS pg_scann CASCADE")
         cur.execute("CREATE EXTENSION IF NOT EXISTS pg_scann")
-        if "pg_prewarm" in available:
-            cur.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
-    return "pg_prewarm" in available
+        for name in OPTIONAL_EXTENSIONS:
+            if name in available:
+                cur.execute(f"CREATE EXTENSION IF NOT EXISTS {name}")
+        cur.execute("SELECT extname, extversion FROM pg_extension ORDER BY extname")
+        return dict(cur.fetchall())
 
 
-def ensure_table(conn, args, base):
-    """Load the prefix unless the table already holds exactly it; returns the load record."""
+def ensure_table(conn, args, base, queries):
+    """Load the base prefix and the queries unless their tables already hold exactly them;
+    returns the load record (of the base table)."""
     load = {"copy_s": None, "pkey_vacuum_s": None}
     if args.reload or loader.loaded_tag(conn) != loader.table_tag(args.dataset, args.rows):
-        load.update(loader.load(conn, args.dataset, base))
+        load.update(loader.load(conn, loader.TABLE, loader.table_tag(args.dataset, args.rows),
+                                base))
     else:
         note(f"reusing table {loader.TABLE} ({args.dataset}, {args.rows:,} rows)")
+    query_tag = loader.query_table_tag(args.dataset, args.queries)
+    if args.reload or loader.loaded_tag(conn, loader.QUERY_TABLE) != query_tag:
+        loader.load(conn, loader.QUERY_TABLE, query_tag, queries)
     with conn.cursor() as cur:
         cur.execute("SELECT pg_total_relation_size(%s)", (loader.TABLE,))
         load["table_bytes"] = cur.fetchone()[0]
     return load
 
 
-def describe(conn, args, info):
+def _library_versions():
+    versions = {}
+    for name in ("hnswlib", "faiss"):
+        try:
+            module = __import__(name)
+        except ImportError:
+            continue
+        versions[name] = getattr(module, "__version__", "installed")
+        if name == "faiss":
+            versions["faiss_compile_options"] = module.get_compile_options()
+    return versions
+
+
+def describe(conn, args, info, extensions):
     with conn.cursor() as cur:
         cur.execute("SELECT current_setting('server_version'), current_setting('shared_buffers'),"
                     " current_setting('maintenance_work_mem'), current_setting('work_mem'),"
@@ -145,11 +180,14 @@ def describe(conn, args, info):
     return {
         "dataset": args.dataset, "source": info["source"], "metric": args.metric,
         "rows": args.rows, "dim": args.dim, "queries": args.queries, "k": args.k,
-        "clients": args.clients, "warmup": args.warmup, "server_version": version,
+        "column_type": args.column_type, "clients": args.clients,
+        "pgbench_seconds": args.duration, "warmup": args.warmup, "server_version": version,
+        "extensions": extensions, "libraries": _library_versions(),
         "server": "dsn" if args.dsn else "scratch cluster", "settings": dict(zip(names, settings)),
         "cpu": _cpu_model(), "nproc": os.cpu_count(), "commit": _commit(),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "command": " ".join(sys.argv), "python": platform.python_version(),
+        "load1_start": os.getloadavg()[0],
     }
 
 
@@ -179,44 +217,95 @@ def prewarm(conn, system):
             cur.execute("SELECT pg_prewarm(%s)", (rel,))
 
 
-def measure_point(server, system, settings, args, data):
-    """One knob setting: plan check, latency run, recall, optional concurrent run."""
-    qs, base, (gt_ids, gt_dists), literals = data
-    label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in settings.items())
-    conn = measure.session(server, system, settings, args.k)
-    try:
-        plan = measure.explain(conn, literals[0])
-        system.check_plan(plan)
-        ids, lat = measure.run_single(conn, literals, args.warmup,
-                                      f"{system.name} {label}".strip())
-    finally:
-        conn.close()
+def _recall_fields(args, qs, base, gt, ids, suffix=""):
+    gt_ids, gt_dists = gt
     found_d = groundtruth.distances(args.metric, qs, base, ids)
+    return {f"recall@10{suffix}": recall_at_k(ids, gt_ids, gt_dists, 10, found_d),
+            f"recall@100{suffix}": (recall_at_k(ids, gt_ids, gt_dists, 100, found_d)
+                                    if args.k >= 100 else None)}
+
+
+def _label(knobs):
+    return ", ".join(f"{k.split('.')[-1]}={v}" for k, v in knobs.items())
+
+
+def _point_note(point):
+    figures = [f"recall@10 {point['recall@10']:.4f}", f"{point['server_us']:,.1f} us/query"
+               + (f" (p50 {point['server_p50_us']:,.1f})" if point["server_p50_us"] else "")]
+    if point["qps"] is not None:
+        figures.append(f"{point['qps']:,.1f} q/s (1 conn), p50 {point['p50_ms']:.2f} ms")
+    if point["qps_clients"] is not None:
+        figures.append(f"{point['qps_clients']:,.1f} q/s ({point['clients']} clients)")
+    note(f"  {point['system']} {point['params']}".rstrip() + ": " + ", ".join(figures))
+
+
+def measure_point(server, conn, system, settings, args, data):
+    """One knob setting: plan checks, client latency run, in-server loop, recall, pgbench."""
+    qs, base, gt, literals = data
+    label = _label(settings)
+    title = f"{system.name} {label}".strip()
+    session = measure.session(server, system, settings, args.k)
+    try:
+        plan = measure.explain(session, literals[0])
+        system.check_plan(plan)
+        pgbench_plan = pgbench.explain(session, system, args.k)
+        system.check_plan(pgbench_plan)
+        ids, lat = measure.run_single(session, literals, args.warmup, title)
+        with Step(f"{title}: in-server loop over {len(qs):,} queries"):
+            server_ids, server_s, server_times = measure.run_server_loop(
+                session, system, args.k, len(qs), args.warmup)
+    finally:
+        session.close()
     point = {"system": system.name, "params": label, "knobs": settings, "k": args.k,
-             "recall@10": recall_at_k(ids, gt_ids, gt_dists, 10, found_d),
-             "recall@100": (recall_at_k(ids, gt_ids, gt_dists, 100, found_d)
-                            if args.k >= 100 else None),
+             **_recall_fields(args, qs, base, gt, ids), "server_us": 1e6 * server_s,
+             "server_p50_us": 1e6 * float(np.percentile(server_times, 50)),
+             **_recall_fields(args, qs, base, gt, server_ids, "_server"),
              "qps": len(lat) / lat.sum(), "p50_ms": 1e3 * float(np.percentile(lat, 50)),
              "p99_ms": 1e3 * float(np.percentile(lat, 99)), "clients": args.clients,
-             "qps_clients": None, "plan": plan}
-    if args.clients > 1:
-        point["qps_clients"] = measure.run_concurrent(server, system, settings, args.k,
-                                                      literals, args.clients)
-    note(f"  {system.name} {label}".rstrip() + f": recall@10 {point['recall@10']:.4f}, "
-         f"{point['qps']:,.1f} q/s, p50 {point['p50_ms']:.2f} ms")
+             "qps_clients": None, "in_process": False, "load1": None, "plan": plan,
+             "pgbench_plan": pgbench_plan}
+    if point["recall@10_server"] != point["recall@10"]:
+        note(f"  {title}: the server loop's recall@10 "
+             f"{point['recall@10_server']:.4f} differs from the client's")
+    if os.path.exists(server.tool("pgbench")):
+        point["qps_clients"] = pgbench.run(server, conn, system, settings, args.k, len(qs),
+                                           args.clients, args.duration)
+    point["load1"] = os.getloadavg()[0]
+    _point_note(point)
+    return point
+
+
+def reference_point(system, knobs, args, data):
+    """One knob setting of an in-process reference: recall, µs/query on 1 thread, q/s on C."""
+    qs, base, gt, _ = data
+    queries = np.ascontiguousarray(qs, dtype=np.float32)
+    system.search(knobs, queries[:args.warmup], args.k, 1)
+    ids, seconds = system.search(knobs, queries, args.k, 1)
+    _, seconds_c = system.search(knobs, queries, args.k, args.clients)
+    point = {"system": system.name, "params": _label(knobs), "knobs": knobs, "k": args.k,
+             **_recall_fields(args, qs, base, gt, ids), "server_us": 1e6 * seconds,
+             "server_p50_us": None, "qps": None, "p50_ms": None, "p99_ms": None,
+             "clients": args.clients,
+             "qps_clients": 1.0 / seconds_c, "in_process": True, "load1": os.getloadavg()[0]}
+    _point_note(point)
     return point
 
 
 def run_system(server, conn, system, args, data, can_prewarm):
     """Build, sweep, drop: (build record, points)."""
+    if system.in_process:
+        built = system.build(data[1])
+        return ({"system": system.name, "options": system.options, "in_process": True, **built},
+                [reference_point(system, knobs, args, data) for knobs in system.points()])
     system.cleanup(conn)  # an index left behind by an interrupted run
     system.prepare(conn)
     built = measure.build(server, conn, system)
     if can_prewarm:
         prewarm(conn, system)
-    points = [measure_point(server, system, s, args, data) for s in system.points()]
+    points = [measure_point(server, conn, system, s, args, data) for s in system.points()]
     system.cleanup(conn)
-    return {"system": system.name, "options": system.options, **built}, points
+    return ({"system": system.name, "options": system.options, "in_process": False, **built},
+            points)
 
 
 def benchmark(args):
@@ -225,12 +314,15 @@ def benchmark(args):
     results = {"builds": [], "points": [], "skipped": []}
     with make_server(args) as server:
         conn = server.connect()
-        can_prewarm = ensure_extensions(conn, fresh=not args.dsn)
-        results["meta"] = describe(conn, args, info)
-        results["load"] = ensure_table(conn, args, base)
+        extensions = ensure_extensions(conn, fresh=not args.dsn)
+        can_prewarm = "pg_prewarm" in extensions
+        results["meta"] = describe(conn, args, info, extensions)
+        results["load"] = ensure_table(conn, args, base, qs)
+        if not os.path.exists(server.tool("pgbench")):
+            note(f"{server.tool('pgbench')} is missing: no q/s of concurrent clients")
         for name in args.systems:
             system = SYSTEMS[name](args)
-            reason = system.unavailable(conn)
+            reason = system.unavailable() if system.in_process else system.unavailable(conn)
             if reason:
                 note(f"{name}: skipped ({reason})")
                 results["skipped"].append({"system": name, "reason": reason})
@@ -240,6 +332,7 @@ def benchmark(args):
             results["builds"].append(build)
             results["points"] += points
         conn.close()
+    results["meta"]["load1_end"] = os.getloadavg()[0]
     return results
 
 
@@ -262,12 +355,13 @@ def check_recall_helper():
 def check_smoke(results, out_dir):
     exact = [p for p in results["points"] if p["system"] == "exact"]
     assert len(exact) == 1, "the exact system produced no result"
-    assert exact[0]["recall@10"] == 1.0, f"exact recall@10 = {exact[0]['recall@10']}"
-    assert exact[0]["recall@100"] == 1.0, f"exact recall@100 = {exact[0]['recall@100']}"
+    for field in ("recall@10", "recall@100", "recall@10_server", "recall@100_server"):
+        assert exact[0][field] == 1.0, f"exact {field} = {exact[0][field]}"
     for p in results["points"]:
-        assert 0.0 <= p["recall@10"] <= 1.0 and p["qps"] > 0 and p["qps_clients"] > 0, p
+        assert 0.0 <= p["recall@10"] <= 1.0 and p["server_us"] > 0 and p["qps_clients"] > 0, p
+        assert p["in_process"] or p["qps"] > 0, p
     for f in ("results.json", "points.csv", "builds.csv", "results.md", "recall_qps.png",
-              "build.png"):
+              "recall_server.png", "recall_clients.png", "build.png"):
         assert os.path.getsize(os.path.join(out_dir, f)) > 0, f"{f} is missing or empty"
 
 

@@ -1,23 +1,46 @@
-"""The systems a benchmark compares, each as the SQL it needs.
+"""The systems a benchmark compares inside PostgreSQL, each as the SQL it needs.
 
-exact            sequential scan of `items` (index scans disabled; the plan is checked)
-scann            CREATE INDEX ... USING scann (embedding <metric>_ops) WITH (--scann-opts);
+exact            sequential scan of the table (index scans disabled; the plan is checked)
+scann            CREATE INDEX ... USING scann (embedding <opclass>) WITH (--scann-opts);
                  knobs scann.nprobe x scann.reorder
 scann-serial     the same build with max_parallel_maintenance_workers = 0, for the build
                  time and memory of a serial build; no queries (its pages are the same)
-pgvector-hnsw    pgvector's HNSW on a vector(d) copy of the table; knob hnsw.ef_search
-pgvector-ivfflat pgvector's IVFFlat on the same copy; knob ivfflat.probes
+pgvector-hnsw    pgvector's HNSW on a pgvector column (vector, or halfvec); knob hnsw.ef_search
+pgvector-ivfflat pgvector's IVFFlat on the same column; knob ivfflat.probes
 ceiling          a prepared query that only parses the vector: the round trip every system
                  pays, i.e. the most queries/s any of them could reach (its recall is 0)
-Every query is `SELECT id FROM <table> ORDER BY embedding <op> $1 LIMIT k` as a prepared
-statement with a real[] parameter.
+
+Every system queries one table of (id bigint primary key, embedding <column type>): `items`
+(real[], loaded by loader.py) or its copy in a pgvector type (`items_vector`,
+`items_halfvec`: same rows, same ids), with `SELECT id FROM <table> ORDER BY embedding <op>
+<vector> LIMIT k`. The query vectors sit in a table of the same type (`queries`,
+`queries_vector`, ...; id = 0-based query number) for the in-server loop and pgbench.
+The in-process references (hnswlib, faiss) are in references.py.
 """
 import itertools
+import re
 
-from progress import Step
+import loader
 
 OPERATORS = {"l2": "<->", "ip": "<#>", "cosine": "<=>"}
-PGVECTOR_TABLE = "items_vec"
+COLUMN_TYPES = ("real[]", "vector", "halfvec")
+PGVECTOR_TYPES = ("vector", "halfvec")
+TABLES = {"real[]": "items", "vector": "items_vector", "halfvec": "items_halfvec"}
+QUERY_TABLES = {"real[]": "queries", "vector": "queries_vector", "halfvec": "queries_halfvec"}
+
+# Operator class of `USING scann` per column type and metric. Those of pgvector's types come
+# from the companion extension pg_scann_pgvector; the harness skips scann on such a column
+# while the server lacks the class.
+SCANN_OPCLASSES = {
+    "real[]": {"l2": "l2_ops", "ip": "ip_ops", "cosine": "cosine_ops"},
+    "vector": {"l2": "vector_l2_ops", "ip": "vector_ip_ops", "cosine": "vector_cosine_ops"},
+    "halfvec": {"l2": "halfvec_l2_ops", "ip": "halfvec_ip_ops", "cosine": "halfvec_cosine_ops"},
+}
+# pgvector's own operator classes (USING hnsw / ivfflat).
+PGVECTOR_OPCLASSES = {
+    "vector": {"l2": "vector_l2_ops", "ip": "vector_ip_ops", "cosine": "vector_cosine_ops"},
+    "halfvec": {"l2": "halfvec_l2_ops", "ip": "halfvec_ip_ops", "cosine": "halfvec_cosine_ops"},
+}
 
 
 class PlanError(RuntimeError):
@@ -28,28 +51,54 @@ def _with_clause(opts):
     return f" WITH ({opts})" if opts else ""
 
 
-def _exists(conn, sql, params):
+def _exists(conn, sql, params=()):
     with conn.cursor() as cur:
         cur.execute(sql, params)
         return cur.fetchone() is not None
 
 
+def _has_extension(conn, name):
+    return _exists(conn, "SELECT 1 FROM pg_extension WHERE extname = %s", (name,))
+
+
+def type_sql(column_type, dim):
+    """The column's SQL type with its dimension, as a cast target."""
+    return column_type if column_type == "real[]" else f"{column_type}({dim})"
+
+
+def ensure_typed_tables(conn, column_type, dim):
+    """The pgvector-typed copies of `items` and `queries` a system on that type reads."""
+    if column_type != "real[]":
+        for source, target in ((TABLES["real[]"], TABLES[column_type]),
+                               (QUERY_TABLES["real[]"], QUERY_TABLES[column_type])):
+            loader.ensure_cast_copy(conn, source, target, type_sql(column_type, dim))
+
+
 class Exact:
     name = "exact"
-    table = "items"
     index = None
     options = ""
+    in_process = False
     # set in every session of the system, before the knob settings of a point
     session_settings = {"enable_indexscan": "off", "enable_bitmapscan": "off"}
 
     def __init__(self, cfg):
         self.cfg = cfg
+        self.column_type = self._column_type(cfg.column_type)
+        self.table = TABLES[self.column_type]
+        self.query_table = QUERY_TABLES[self.column_type]
+
+    def _column_type(self, requested):
+        return requested
 
     def unavailable(self, conn):
+        if self.column_type in PGVECTOR_TYPES and not _has_extension(conn, "vector"):
+            return (f"a {self.column_type} column needs the vector extension (pgvector), "
+                    "which this server does not have")
         return None
 
     def prepare(self, conn):
-        pass
+        ensure_typed_tables(conn, self.column_type, self.cfg.dim)
 
     def build_sql(self):
         return None
@@ -57,12 +106,20 @@ class Exact:
     def points(self):
         return [{}]
 
-    def query_sql(self, k):
-        return (f"SELECT id FROM {self.table} ORDER BY embedding {OPERATORS[self.cfg.metric]} $1 "
-                f"LIMIT {k}")
+    def query_sql(self, k, vector="$1"):
+        """The query, with `vector` (a real[] parameter, a PL/pgSQL variable or a
+        subquery) as the query vector."""
+        if self.column_type != "real[]":
+            vector = f"{vector}::{type_sql(self.column_type, self.cfg.dim)}"
+        return (f"SELECT id FROM {self.table} ORDER BY embedding {OPERATORS[self.cfg.metric]} "
+                f"{vector} LIMIT {k}")
+
+    def scanned_relation(self):
+        """The relation whose scan count must grow by one per query (None: no scan)."""
+        return self.table
 
     def check_plan(self, plan):
-        if "Seq Scan" not in plan or "Index" in plan:
+        if f"Seq Scan on {self.table}" not in plan or "Index" in plan:
             raise PlanError(f"{self.name}: expected a sequential scan, got:\n{plan}")
 
     def cleanup(self, conn):
@@ -73,18 +130,27 @@ class Ceiling(Exact):
     name = "ceiling"
     session_settings = {}
 
-    def query_sql(self, k):
-        return "SELECT -1::bigint AS id WHERE $1::real[] IS NOT NULL"
+    def _column_type(self, requested):
+        return "real[]"
+
+    def query_sql(self, k, vector="$1"):
+        return f"SELECT -1::bigint AS id WHERE {vector}::real[] IS NOT NULL"
+
+    def scanned_relation(self):
+        return None
 
     def check_plan(self, plan):
-        if "Scan" in plan:
-            raise PlanError(f"{self.name}: expected no scan at all, got:\n{plan}")
+        if re.search(rf"Scan.* on {self.table}\b", plan):
+            raise PlanError(f"{self.name}: expected no scan of {self.table}, got:\n{plan}")
 
 
 class _Indexed(Exact):
     """A system with an index that its queries must use. The planner's cost model, which
     may prefer a sequential scan on a small table, does not choose what is measured."""
     session_settings = {"enable_seqscan": "off"}
+
+    def scanned_relation(self):
+        return self.index
 
     def check_plan(self, plan):
         if f"Index Scan using {self.index}" not in plan:
@@ -97,20 +163,28 @@ class _Indexed(Exact):
 
 class Scann(_Indexed):
     name = "scann"
-    index = "items_scann_idx"
 
     def __init__(self, cfg):
         super().__init__(cfg)
         self.options = cfg.scann_opts
+        self.index = f"{self.table}_scann_idx"
+        self.opclass = SCANN_OPCLASSES[self.column_type][cfg.metric]
 
     def unavailable(self, conn):
-        if not _exists(conn, "SELECT 1 FROM pg_am WHERE amname = 'scann'", ()):
+        if not _exists(conn, "SELECT 1 FROM pg_am WHERE amname = 'scann'"):
             return "the scann access method is not in this build of pg_scann"
-        return None
+        reason = super().unavailable(conn)
+        if reason is None and not _exists(
+                conn, "SELECT 1 FROM pg_opclass c JOIN pg_am a ON a.oid = c.opcmethod "
+                      "WHERE a.amname = 'scann' AND c.opcname = %s "
+                      "AND c.opcintype = to_regtype(%s)", (self.opclass, self.column_type)):
+            reason = (f"no scann operator class {self.opclass} for {self.column_type} "
+                      "(it comes with the pg_scann_pgvector extension, not installed here)")
+        return reason
 
     def build_sql(self):
         return (f"CREATE INDEX {self.index} ON {self.table} USING scann "
-                f"(embedding {self.cfg.metric}_ops){_with_clause(self.options)}")
+                f"(embedding {self.opclass}){_with_clause(self.options)}")
 
     def points(self):
         return [{"scann.nprobe": str(n), "scann.reorder": str(r)}
@@ -119,7 +193,10 @@ class Scann(_Indexed):
 
 class ScannSerial(Scann):
     name = "scann-serial"
-    index = "items_scann_serial_idx"
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.index = f"{self.table}_scann_serial_idx"
 
     def build_sql(self):
         return ("SET max_parallel_maintenance_workers = 0; " + super().build_sql()
@@ -130,45 +207,24 @@ class ScannSerial(Scann):
 
 
 class _Pgvector(_Indexed):
-    """Common part of pgvector's two index types: the vector(d) copy of the table."""
-    table = PGVECTOR_TABLE
+    """Common part of pgvector's two index types: a vector column unless halfvec is asked."""
     method = None
-    opclasses = {"l2": "vector_l2_ops", "ip": "vector_ip_ops", "cosine": "vector_cosine_ops"}
 
-    def unavailable(self, conn):
-        if not _exists(conn, "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'", ()):
-            return "the vector extension (pgvector) is not available in this server"
-        return None
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.index = f"{self.table}_{self.method}_idx"
 
-    def prepare(self, conn):
-        """A vector(d) copy of items (kept, and reused while it has the same rows)."""
-        with conn.cursor() as cur:
-            cur.execute("CREATE EXTENSION IF NOT EXISTS vector")
-            cur.execute("SELECT obj_description(to_regclass(%s), 'pg_class'), "
-                        "obj_description(to_regclass('items'), 'pg_class')", (self.table,))
-            copy_tag, items_tag = cur.fetchone()
-            if copy_tag == items_tag:
-                return
-            with Step(f"copying items into {self.table} (vector({self.cfg.dim}))"):
-                cur.execute(f"DROP TABLE IF EXISTS {self.table}")
-                cur.execute(f"CREATE TABLE {self.table} AS SELECT id, "
-                            f"embedding::vector({self.cfg.dim}) AS embedding FROM items")
-                cur.execute(f"ALTER TABLE {self.table} ADD PRIMARY KEY (id)")
-                cur.execute(f"VACUUM ANALYZE {self.table}")
-                cur.execute(f"COMMENT ON TABLE {self.table} IS %s", (items_tag,))
+    def _column_type(self, requested):
+        return requested if requested in PGVECTOR_TYPES else "vector"
 
     def build_sql(self):
+        opclass = PGVECTOR_OPCLASSES[self.column_type][self.cfg.metric]
         return (f"CREATE INDEX {self.index} ON {self.table} USING {self.method} "
-                f"(embedding {self.opclasses[self.cfg.metric]}){_with_clause(self.options)}")
-
-    def query_sql(self, k):
-        return (f"SELECT id FROM {self.table} ORDER BY embedding {OPERATORS[self.cfg.metric]} "
-                f"$1::vector({self.cfg.dim}) LIMIT {k}")
+                f"(embedding {opclass}){_with_clause(self.options)}")
 
 
 class PgvectorHnsw(_Pgvector):
     name = "pgvector-hnsw"
-    index = "items_vec_hnsw_idx"
     method = "hnsw"
 
     def __init__(self, cfg):
@@ -181,7 +237,6 @@ class PgvectorHnsw(_Pgvector):
 
 class PgvectorIvfflat(_Pgvector):
     name = "pgvector-ivfflat"
-    index = "items_vec_ivfflat_idx"
     method = "ivfflat"
 
     def __init__(self, cfg):
@@ -193,5 +248,5 @@ class PgvectorIvfflat(_Pgvector):
         return [{"ivfflat.probes": str(p)} for p in self.cfg.probes]
 
 
-SYSTEMS = {cls.name: cls for cls in (Exact, Scann, ScannSerial, PgvectorHnsw, PgvectorIvfflat,
-                                     Ceiling)}
+SQL_SYSTEMS = {cls.name: cls for cls in (Exact, Scann, ScannSerial, PgvectorHnsw,
+                                         PgvectorIvfflat, Ceiling)}
