@@ -8,6 +8,7 @@ packages=(
   libipc-run-perl googletest libgtest-dev libbenchmark-dev
   dataset-fashion-mnist
   python3 python3-numpy python3-psycopg2 python3-matplotlib libopenblas0-pthread
+  python3-hnswlib
 )
 
 missing=()
