@@ -166,8 +166,9 @@ COMMENT ON FUNCTION scann_knn_query(regclass, name, integer, text, name, text) I
 
 -- Warns about a postgres_fdw partition whose options keep scann_knn_query's plan from
 -- pushing the work to its server: the operator must be shippable (pg_scann in the
--- server's extensions), remote estimates let PostgreSQL 15 choose the remote grouping,
--- and async_capable lets the shards run at the same time.
+-- server's extensions), remote estimates let PostgreSQL 15 choose the remote grouping, a
+-- per-row cost of 0.2 keeps a plan that fetches every row from looking cheap, and
+-- async_capable lets the shards run at the same time.
 CREATE FUNCTION scann_check_foreign_partition(partition regclass) RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -176,34 +177,39 @@ DECLARE
     server_name name;
     opts jsonb;
 BEGIN
+    SELECT s.srvname INTO server_name
+      FROM pg_foreign_table f JOIN pg_foreign_server s ON s.oid = f.ftserver
+     WHERE f.ftrelid = partition;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '"%" is not a foreign table', partition USING ERRCODE = 'wrong_object_type';
+    END IF;
     -- A table's option overrides its server's: jsonb keeps the last value of a key.
-    SELECT s.srvname, jsonb_object_agg(o.option_name, o.option_value ORDER BY o.level)
-      INTO server_name, opts
+    SELECT coalesce(jsonb_object_agg(o.option_name, o.option_value ORDER BY o.level), '{}')
+      INTO opts
       FROM pg_foreign_table f JOIN pg_foreign_server s ON s.oid = f.ftserver,
            LATERAL (SELECT 1 AS level, * FROM pg_options_to_table(s.srvoptions)
                     UNION ALL SELECT 2, * FROM pg_options_to_table(f.ftoptions)) o
-     WHERE f.ftrelid = partition GROUP BY s.srvname;
-    opts := coalesce(opts, '{}');
+     WHERE f.ftrelid = partition;
     IF NOT coalesce('pg_scann' = ANY (string_to_array(replace(opts->>'extensions', ' ', ''), ',')),
                     false) THEN
-        RAISE WARNING 'foreign partition % cannot ship the distance operator to its server',
-            partition
-            USING HINT = 'Add pg_scann to the server''s extensions option (ALTER SERVER ... OPTIONS (ADD extensions ''pg_scann'')).';
+        RAISE WARNING 'foreign partition % cannot ship the distance operator to server %',
+            partition, server_name
+            USING HINT = format('ALTER SERVER %I OPTIONS (ADD extensions ''pg_scann'')', server_name);
     END IF;
     IF NOT coalesce((opts->>'use_remote_estimate')::boolean, false) THEN
         RAISE WARNING 'foreign partition % does not use remote estimates: its rows would come back with their vectors',
             partition
-            USING HINT = format('ALTER FOREIGN TABLE %s OPTIONS (ADD use_remote_estimate ''true'')', partition);
+            USING HINT = format('ALTER SERVER %I OPTIONS (ADD use_remote_estimate ''true'')', server_name);
     END IF;
     IF coalesce((opts->>'fdw_tuple_cost')::float8, 0.01) < 0.2 THEN
         RAISE WARNING 'foreign partition % charges less than 0.2 per row fetched: a plan fetching all its rows with their vectors may look cheapest',
             partition
-            USING HINT = 'ALTER SERVER ... OPTIONS (ADD fdw_tuple_cost ''0.2''), PostgreSQL 17''s default.';
+            USING HINT = format('ALTER SERVER %I OPTIONS (ADD fdw_tuple_cost ''0.2''), PostgreSQL 17''s default', server_name);
     END IF;
     IF NOT coalesce((opts->>'async_capable')::boolean, false) THEN
         RAISE WARNING 'foreign partition % is not async_capable: it would be scanned after the other partitions, not with them',
             partition
-            USING HINT = 'ALTER SERVER ... OPTIONS (ADD async_capable ''true'')';
+            USING HINT = format('ALTER SERVER %I OPTIONS (ADD async_capable ''true'')', server_name);
     END IF;
 END
 $$;

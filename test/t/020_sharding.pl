@@ -353,14 +353,15 @@ $session->quit;
 SELECT scann_knn_query('items', 'nope', 10);
 SELECT scann_knn_query('items', 'embedding', 0);
 SELECT scann_knn_query('items', 'embedding', 10, '<<>>');
-SELECT scann_knn_query('items', 'embedding', 10, id_column => 'nope');}, on_error_stop => 0);
-like($stderr, qr/column "nope" of "public.items" does not exist.*k must be at least 1, got 0.*operator <<>> does not exist for real\[\].*column "nope" of "public.items" does not exist/s,
-	'scann_knn_query rejects unknown columns and operators and k < 1');
+SELECT scann_knn_query('items', 'embedding', 10, id_column => 'nope');
+SELECT scann_check_foreign_partition('items_local');}, on_error_stop => 0);
+like($stderr, qr/column "nope" of "public.items" does not exist.*k must be at least 1, got 0.*operator <<>> does not exist for real\[\].*column "nope" of "public.items" does not exist.*"public.items_local" is not a foreign table/s,
+	'scann_knn_query rejects unknown columns and operators and k < 1; the check, a local table');
 ($ret, $stdout, $stderr) = $coord->psql('postgres', qq{
 CREATE SERVER bare FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '@{[ $shards[0]->host ]}', port '@{[ $shards[0]->port ]}', dbname 'postgres');
 CREATE FOREIGN TABLE bare_items (id bigint, embedding real[]) SERVER bare OPTIONS (table_name 'items');
 SELECT scann_knn_query('bare_items', 'embedding', 10) IS NOT NULL;});
-like($stderr, qr/cannot ship the distance operator.*does not use remote estimates.*less than 0.2 per row.*is not async_capable/s,
+like($stderr, qr/cannot ship the distance operator to server bare.*does not use remote estimates.*less than 0.2 per row.*is not async_capable/s,
 	'scann_knn_query warns about a foreign table whose options keep its work on the coordinator');
 
 $coord->stop;
