@@ -157,7 +157,7 @@ def _close(*sockets):
 
 # ----------------------------------------------------------------------------- setup
 
-def shard_setup(conn, args, tag):
+def shard_setup(conn, tag):
     """The shard's table (rows arrive through the coordinator) unless it holds the set."""
     with conn.cursor() as cur:
         cur.execute("CREATE EXTENSION IF NOT EXISTS pg_scann")
@@ -170,8 +170,8 @@ def shard_setup(conn, args, tag):
 
 
 def coordinator_setup(conn, args, base, shards, tag):
-    """The single-node table, the foreign servers and the sharded table; loads what is
-    missing and returns whether the shards need their rows."""
+    """The single-node table (loaded unless it holds the set), the foreign servers and the
+    sharded table (made anew)."""
     with conn.cursor() as cur:
         cur.execute("CREATE EXTENSION IF NOT EXISTS pg_scann")
         cur.execute("CREATE EXTENSION IF NOT EXISTS postgres_fdw")
@@ -191,7 +191,7 @@ def coordinator_setup(conn, args, base, shards, tag):
         for i in SHARDS:
             cur.execute(f"""CREATE FOREIGN TABLE items_shard{i} PARTITION OF items_sharded
                 FOR VALUES WITH (MODULUS {len(SHARDS)}, REMAINDER {i - 1})
-                SERVER shard{i} OPTIONS (table_name 'items')""")
+                SERVER shard{i} OPTIONS (table_name 'items', use_remote_estimate 'false')""")
 
 
 def route_rows(conn):
@@ -269,21 +269,13 @@ def make_forms(conn, op, k, names):
 def configure(conn, form, nprobe, reorder):
     """The shards' settings through their servers' options, the foreign tables' remote
     estimates as the form needs them (both take effect at the next transaction)."""
+    estimate = "true" if form.remote_estimate else "false"
     with conn.cursor() as cur:
         for i in SHARDS:
             cur.execute(f"ALTER SERVER shard{i} OPTIONS (SET options "
                         f"'-c scann.nprobe={nprobe} -c scann.reorder={reorder}')")
             cur.execute(f"ALTER FOREIGN TABLE items_shard{i} OPTIONS "
-                        f"(ADD use_remote_estimate '{str(form.remote_estimate).lower()}')"
-                        if not _has_option(cur, f"items_shard{i}", "use_remote_estimate") else
-                        f"ALTER FOREIGN TABLE items_shard{i} OPTIONS "
-                        f"(SET use_remote_estimate '{str(form.remote_estimate).lower()}')")
-
-
-def _has_option(cur, table, name):
-    cur.execute("SELECT 1 FROM pg_foreign_table, unnest(ftoptions) o "
-                "WHERE ftrelid = %s::regclass AND o LIKE %s", (table, name + "=%"))
-    return cur.fetchone() is not None
+                        f"(SET use_remote_estimate '{estimate}')")
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -392,7 +384,7 @@ def main(argv=None):
                         5432) for s in shards]
         stack.callback(lambda: [r.close() for r in relays])
         shard_conns = [s.connect() for s in shards]
-        fresh = [shard_setup(c, args, tag) for c in shard_conns]
+        fresh = [shard_setup(c, tag) for c in shard_conns]
         conn = coordinator.connect()
         coordinator_setup(conn, args, base, shards, tag)
         if any(fresh):
