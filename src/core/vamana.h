@@ -10,9 +10,12 @@
 // 2 - 2 cos(x, y) ranks as the cosine distance does.  kInnerProduct uses -<x, y> directly, for
 // queries and between rows alike; RobustPrune then occludes a candidate p' of p when
 // <p*, p'> > alpha <p, p'> for an already kept p* (DiskANN's rule for inner product).  The
-// MIPS-to-L2 transform (one extra coordinate sqrt(M^2 - |x|^2)) was measured against it on
-// GloVe-100 and lost: see BuildVamana.  alpha applies to the distances as given (squared for
-// kL2, as in DiskANN's code: alpha 1.2 there is 1.095 on plain Euclidean distances).
+// MIPS-to-L2 transform (rows get a last coordinate sqrt(M^2 - |x|^2), queries a 0, and the
+// graph is built by L2) lost clearly: on GloVe-100's first 50,000 rows, unnormalized, R 32,
+// L 75, recall@10 at search lists 40 / 200 was 0.853 / 0.970 searching -<q, x> directly and
+// 0.613 / 0.785 with the transform, whose large extra coordinate dominates the distances
+// between rows.  alpha applies to the distances as given (squared for kL2, as in DiskANN's
+// code: alpha 1.2 there is 1.095 on plain Euclidean distances).
 //
 // Where the graph lives.  The build works on an in-memory VamanaGraph.  The search and the
 // updates work through two small interfaces the glue implements on pages:
@@ -23,6 +26,23 @@
 //                 (the glue has only quantized vectors for them), and which nodes are deleted.
 // With graph_degree R = 32 a node's neighbours are exactly one 32-vector FastScan block;
 // R = 48 or 64 needs two blocks (a second kernel call and twice the code bytes per node).
+//
+// The glue's uses, step by step:
+//   CREATE INDEX, rows fit in memory: BuildVamana, then write each node's list (and its
+//     neighbours' codes) to pages.
+//   CREATE INDEX past memory (DiskANN's SSD build): TrainKMeans on a sample, AssignShards
+//     (2 per row) while streaming the rows, for each shard BuildVamana over its rows (a worker
+//     per shard), ShardGraphMerger::AddShard for each shard graph (distances read from wherever
+//     the vectors are), Finish with the row nearest the mean (CalculateEntryPoint in memory; past
+//     memory one streamed pass for the mean and one for the nearest row).
+//   Scan: one GreedySearch per scan; Start at the entry point, Run, Next(k) for candidates to
+//     re-rank; when the executor wants more, Widen (a larger L), Run, Next again.
+//   INSERT: store the new node's code in a free slot, then InsertPoint with an expander for
+//     the new row's vector.
+//   VACUUM: mark the dead nodes deleted; if the entry point is among them ReplaceEntryPoint
+//     first; ConsolidateNode on every live node (ConsolidateDeletes in memory); then the
+//     deleted slots are free.
+// No function here is thread-safe; one scratch or search object per backend.
 #pragma once
 
 #include <cstddef>
@@ -71,8 +91,9 @@ struct VamanaGraph {
 
 // A set of node ids that empties in O(1): slots are stamped with the current epoch and
 // Clear() moves to the next.  With a dense bound n it is an array of n stamps (ids < n, for
-// the build); without, an open-addressing hash table that grows with the ids inserted, so a
-// query that touches a few thousand nodes of an index of millions holds a few thousand slots.
+// the build; a bitset cleared word by word measured slower); without, an open-addressing
+// hash table that grows with the ids inserted, so a query that touches a few thousand nodes
+// of an index of millions holds a few thousand slots.
 class VisitedSet {
  public:
   explicit VisitedSet(size_t dense_bound = 0);
@@ -129,7 +150,8 @@ class GraphStore : public PairDistances {
 // closest unexpanded candidate until the L closest are all expanded.  Candidates pushed out
 // of the list are kept aside, so Widen() can grow L and Run() continue without revisiting a
 // node: Next() then hands out candidates not returned before, in approximate order of
-// distance (filtered queries that need more rows).  Memory: O(nodes touched).
+// distance (filtered queries that need more rows).  Memory: about 40 bytes per node touched
+// (visited set, candidates set aside, expanded list), plus 16 bytes per list entry.
 class GreedySearch {
  public:
   // max_degree: most neighbours an Expand call writes; dense_bound as for VisitedSet.
@@ -224,7 +246,8 @@ void InsertPoint(uint32_t p, const Candidate* entries, size_t entry_count,
 // FreshDiskANN's delete consolidation for one live node p: if p has deleted out-neighbours,
 // its new list is RobustPrune(p, live neighbours + the live out-neighbours of its deleted
 // neighbours, alpha, R).  Returns whether p changed.  Deleted nodes' lists must stay readable
-// until every node has been consolidated; then they are free for reuse.
+// until every node has been consolidated; then they are free for reuse.  O(R^2) candidates
+// and O(R^3) distances at worst (every neighbour deleted).
 bool ConsolidateNode(uint32_t p, const VamanaParams& params, GraphStore& store,
                      VamanaScratch* scratch);
 
@@ -275,7 +298,7 @@ class ExactExpander : public NodeExpander {
 
 // Shard assignment of the sharded build (DiskANN's build past memory): the `per_row` nearest
 // of k centroids (from TrainKMeans on a sample) for each of n rows into out[n * per_row],
-// nearest first.  Requires 1 <= per_row <= k.  Memory O(k (dims + 1)).
+// nearest first.  Requires 1 <= per_row <= k.  Memory: 12 k bytes besides the caller's.
 void AssignShards(const float* data, size_t n, int dims, const float* centroids, int k, int per_row,
                   int32_t* out);
 
