@@ -73,7 +73,14 @@ CREATE FUNCTION scann_index_info(index regclass,
     OUT trained boolean, OUT metric text, OUT dims integer, OUT lists integer,
     OUT dims_per_subspace integer, OUT sample_rows integer, OUT build_rows float8,
     OUT entries bigint, OUT free_slots bigint, OUT smallest_list bigint,
-    OUT largest_list bigint, OUT empty_lists bigint, OUT pages bigint)
+    OUT largest_list bigint, OUT empty_lists bigint, OUT pages bigint,
+    -- the variant, and for vamana its graph: out-degree bound, entry point (a node id),
+    -- nodes of deleted rows not yet freed by VACUUM, out-degrees of the live nodes, edges from
+    -- a live node to a node that is not live (0 after VACUUM), live nodes no path from the
+    -- entry point reaches (found by a scan's final sweep)
+    OUT variant text, OUT graph_degree integer, OUT entry_point bigint,
+    OUT deleted_nodes bigint, OUT min_degree integer, OUT mean_degree float8,
+    OUT max_degree integer, OUT bad_edges bigint, OUT unreachable_nodes bigint)
     AS 'MODULE_PATHNAME', 'scann_index_info'
     LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 

@@ -117,6 +117,10 @@ bool VisitedSet::Contains(uint32_t id) const {
   return false;
 }
 
+void VisitedSet::Reserve(size_t ids) {
+  while (!dense_ && (ids + 1) * 2 > stamps_.size()) Grow();
+}
+
 // Doubles the hash table and re-inserts the ids of the current epoch.
 void VisitedSet::Grow() {
   std::vector<uint32_t> live;

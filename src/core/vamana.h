@@ -118,6 +118,9 @@ class VisitedSet {
   bool Insert(uint32_t id);
   bool Contains(uint32_t id) const;
   size_t size() const { return count_; }
+  // Hashed: makes room for `ids` ids without growing (a search that knows roughly how many
+  // nodes it will touch skips the rehashes); dense: nothing to do.
+  void Reserve(size_t ids);
 
  private:
   void Grow();
@@ -178,6 +181,8 @@ class GreedySearch {
   // pseudo-random key of (tie_seed, id): the build passes the row it searches for, so that
   // among equal rows each search does not favour the same (lowest) ids.
   void Start(const Candidate* entries, size_t count, size_t list_size, uint32_t tie_seed = 0);
+  // Room for `nodes` visited nodes (VisitedSet::Reserve).
+  void Reserve(size_t nodes) { visited_.Reserve(nodes); }
   // Expands candidates until the list_size closest are expanded (a fixed point).
   void Run(NodeExpander& expander);
   // Grows the list to list_size (no-op if not larger) with the closest candidates pushed

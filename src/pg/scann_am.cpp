@@ -70,6 +70,9 @@ void CostEstimate(PlannerInfo* root, IndexPath* path, double loop_count, Cost* s
   index_close(index, NoLock);
   double ratio = meta.trained ? Min(1.0, double(g_nprobe) / std::max<uint32>(meta.lists, 1)) : 1.0;
   double tuples = path->indexinfo->tuples;
+  // vamana: a search scores the neighbours of about 1.2 search_list nodes.
+  if (Variant(meta.variant) == Variant::kVamana && meta.trained && tuples > 0)
+    ratio = Min(1.0, 1.2 * g_search_list * meta.variant_words[kVamanaGraphDegree] / tuples);
   costs.numIndexTuples = Max(tuples * ratio, 1.0);
   genericcostestimate(root, path, loop_count, &costs);
   // Codes are scored many per instruction: charge a fraction of a tuple's CPU cost.

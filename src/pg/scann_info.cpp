@@ -2,6 +2,7 @@
 // when it needs a REINDEX (built untrained, grown far past its build, lists lopsided).
 #include "pg/scann_index.h"
 #include "pg/scann_list.h"
+#include "pg/scann_vamana.h"
 
 extern "C" {
 #include "access/htup_details.h"
@@ -70,6 +71,38 @@ Relation OpenScannIndex(Oid relid) {
   return index;
 }
 
+constexpr int kInfoColumns = 22;
+
+// The row of a vamana index: its graph's nodes in the slot columns (live nodes and those of
+// deleted rows as entries, free nodes as free slots), the graph's own columns, no lists.
+Datum VamanaInfoRow(TupleDesc desc, const ScannMetaPage& meta, const VamanaGraphStats& st,
+                    int64 pages) {
+  Datum values[kInfoColumns];
+  bool nulls[kInfoColumns] = {};
+  values[0] = BoolGetDatum(meta.trained != 0);
+  values[1] = CStringGetTextDatum(MetricName(meta.metric));
+  values[2] = Int32GetDatum(int32(meta.dims));
+  nulls[3] = true;
+  values[4] = Int32GetDatum(int32(meta.dims_per_subspace));
+  values[5] = Int32GetDatum(int32(meta.sample_rows));
+  values[6] = Float8GetDatum(meta.build_rows);
+  values[7] = Int64GetDatum(st.live + st.deleted);
+  values[8] = Int64GetDatum(st.free);
+  nulls[9] = nulls[10] = nulls[11] = true;
+  values[12] = Int64GetDatum(pages);
+  values[13] = CStringGetTextDatum("vamana");
+  values[14] = Int32GetDatum(int32(meta.variant_words[kVamanaGraphDegree]));
+  values[15] = Int64GetDatum(st.entry_point);
+  nulls[15] = st.entry_point < 0;
+  values[16] = Int64GetDatum(st.deleted);
+  values[17] = Int32GetDatum(int32(st.min_degree));
+  values[18] = Float8GetDatum(st.mean_degree);
+  values[19] = Int32GetDatum(int32(st.max_degree));
+  values[20] = Int64GetDatum(st.bad_edges);
+  values[21] = Int64GetDatum(st.unreachable);
+  return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+}
+
 }  // namespace
 
 }  // namespace scann::pg
@@ -78,7 +111,8 @@ extern "C" {
 
 PG_FUNCTION_INFO_V1(scann_index_info);
 
-// One row: the options frozen at build, and per-list counts of the slots on the pages.
+// One row: the options frozen at build, and per-list counts of the slots on the pages (for
+// vamana, its graph instead).
 Datum scann_index_info(PG_FUNCTION_ARGS) {
   using namespace scann::pg;
   TupleDesc desc;
@@ -86,6 +120,12 @@ Datum scann_index_info(PG_FUNCTION_ARGS) {
     elog(ERROR, "scann_index_info must be called in a context that accepts a record");
   Relation index = OpenScannIndex(PG_GETARG_OID(0));
   const ScannMetaPage meta = ReadMetaPage(index);
+  if (Variant(meta.variant) == Variant::kVamana) {
+    const VamanaGraphStats st = VamanaGraphInfo(index, meta);
+    const int64 pages = RelationGetNumberOfBlocks(index);
+    relation_close(index, AccessShareLock);
+    PG_RETURN_DATUM(VamanaInfoRow(desc, meta, st, pages));
+  }
   int64* in_list = static_cast<int64*>(palloc0(sizeof(int64) * meta.lists));
   int64 free_slots = 0;
   ForEachListPage(index, meta, BUFFER_LOCK_SHARE, [&](uint32 list, Buffer, Page page) {
@@ -107,8 +147,8 @@ Datum scann_index_info(PG_FUNCTION_ARGS) {
   const int64 pages = RelationGetNumberOfBlocks(index);
   relation_close(index, AccessShareLock);
 
-  Datum values[13];
-  bool nulls[13] = {};
+  Datum values[kInfoColumns];
+  bool nulls[kInfoColumns] = {};
   values[0] = BoolGetDatum(meta.trained != 0);
   values[1] = CStringGetTextDatum(MetricName(meta.metric));
   values[2] = Int32GetDatum(int32(meta.dims));
@@ -122,6 +162,8 @@ Datum scann_index_info(PG_FUNCTION_ARGS) {
   values[10] = Int64GetDatum(largest);
   values[11] = Int64GetDatum(empty);
   values[12] = Int64GetDatum(pages);
+  values[13] = CStringGetTextDatum(VariantOf(meta).name);
+  for (int i = 14; i < kInfoColumns; i++) nulls[i] = true;
   PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
 

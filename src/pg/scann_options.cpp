@@ -25,6 +25,7 @@ namespace scann::pg {
 int g_nprobe = 10;
 int g_reorder = 100;
 int g_max_probes = -1;
+int g_search_list = kDefaultSearchList;
 
 namespace {
 
@@ -60,16 +61,22 @@ constexpr int kMaxSample = 10000000;
 // Rows of training per list, and the floor of the default sample.
 constexpr int kSamplePerList = 64;
 constexpr int kMinDefaultSample = 10000;
+constexpr int kMaxSearchList = 100000;
+// vamana's option bounds: a node keeps at most kMaxGraphDegree neighbours (two FastScan blocks).
+constexpr int kMinGraphDegree = 2;
+constexpr int kMaxBuildList = 10000;
+constexpr double kMaxAlpha = 4.0;
 
 void ValidateVariant(const char* value) {
-  if (value == nullptr || std::strcmp(value, "ivf") == 0) return;
-  if (std::strcmp(value, "annoy") == 0 || std::strcmp(value, "vamana") == 0)
+  if (value == nullptr || std::strcmp(value, "ivf") == 0 || std::strcmp(value, "vamana") == 0)
+    return;
+  if (std::strcmp(value, "annoy") == 0)
     ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                     errmsg("scann variant \"%s\" is not available yet", value),
-                    errhint("Use variant = 'ivf'.")));
+                    errhint("Use variant = 'ivf' or variant = 'vamana'.")));
   ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                   errmsg("invalid value for scann option \"variant\": \"%s\"", value),
-                  errdetail("Expected \"ivf\".")));
+                  errdetail("Expected \"ivf\" or \"vamana\".")));
 }
 
 void ValidateRerank(const char* value) {
@@ -95,6 +102,12 @@ void DefineGucs() {
       "on past scann.nprobe lists, up to this bound (never below scann.nprobe); -1 means all "
       "lists.",
       &g_max_probes, -1, -1, kMaxLists, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+  DefineCustomIntVariable(
+      "scann.search_list", "Candidate list size of a vamana index's beam search.",
+      "Higher values raise recall and cost time; when the executor keeps asking for rows the "
+      "list grows beyond it.",
+      &g_search_list, kDefaultSearchList, 1, kMaxSearchList, PGC_USERSET, 0, nullptr, nullptr,
+      nullptr);
   DefineCustomEnumVariable(
       "scann.inject_fault", "Developer option: makes scann inserts fail at a chosen point.",
       "For tests only: error_before_link or panic_before_link fail an insert that adds "
@@ -104,6 +117,34 @@ void DefineGucs() {
   MarkGUCPrefixReserved("scann");
 }
 
+// The variant a parsed option set names.
+Variant VariantOfOptions(const ScannRelOptions* rel) {
+  const char* name =
+      rel && rel->variant_offset ? reinterpret_cast<const char*>(rel) + rel->variant_offset : "ivf";
+  if (std::strcmp(name, "annoy") == 0) return Variant::kAnnoy;
+  if (std::strcmp(name, "vamana") == 0) return Variant::kVamana;
+  return Variant::kIvf;
+}
+
+// An option that only another variant reads is refused rather than silently ignored.
+void RefuseOption(bool given, const char* option, const char* variant, const char* for_variant) {
+  if (!given) return;
+  ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                  errmsg("scann option \"%s\" does not apply to variant = '%s'", option, variant),
+                  errdetail("\"%s\" is an option of variant = '%s'.", option, for_variant)));
+}
+
+void CheckVariantOptions(const ScannRelOptions* rel) {
+  if (VariantOfOptions(rel) == Variant::kVamana) {
+    RefuseOption(rel->lists != 0, "lists", "vamana", "ivf");
+    return;
+  }
+  const char* variant = VariantOfOptions(rel) == Variant::kAnnoy ? "annoy" : "ivf";
+  RefuseOption(rel->graph_degree != -1, "graph_degree", variant, "vamana");
+  RefuseOption(rel->build_list != -1, "build_list", variant, "vamana");
+  RefuseOption(rel->alpha != -1, "alpha", variant, "vamana");
+}
+
 }  // namespace
 
 void InitOptions() {
@@ -111,8 +152,9 @@ void InitOptions() {
   add_int_reloption(g_relopt_kind, "lists",
                     "Number of IVF lists (k-means partitions); 0 chooses about sqrt(rows)", 0, 0,
                     kMaxLists, AccessExclusiveLock);
+  // Not set (-1): 2, and for vamana 4 below 256 dimensions and 8 from there on.
   add_int_reloption(g_relopt_kind, "dims_per_subspace",
-                    "Dimensions encoded by each 4-bit product-quantization subspace", 2, 1,
+                    "Dimensions encoded by each 4-bit product-quantization subspace", -1, 1,
                     kMaxDimsPerSubspace, AccessExclusiveLock);
   add_int_reloption(g_relopt_kind, "sample", "Rows sampled to train the quantizers; 0 chooses", 0,
                     0, kMaxSample, AccessExclusiveLock);
@@ -123,8 +165,17 @@ void InitOptions() {
                        "What re-ranks candidates: sq8 (8-bit codes in the index; the default for "
                        "rows stored out of line) or heap (the table's rows)",
                        nullptr, ValidateRerank, AccessExclusiveLock);
-  add_string_reloption(g_relopt_kind, "variant", "Partitioner: ivf", "ivf", ValidateVariant,
-                       AccessExclusiveLock);
+  add_string_reloption(g_relopt_kind, "variant", "Partitioner: ivf or vamana", "ivf",
+                       ValidateVariant, AccessExclusiveLock);
+  // vamana's options; -1 means not set (the default applies).
+  add_int_reloption(g_relopt_kind, "graph_degree",
+                    "vamana: most out-neighbours a graph node keeps (R)", -1, kMinGraphDegree,
+                    int(kMaxGraphDegree), AccessExclusiveLock);
+  add_int_reloption(g_relopt_kind, "build_list",
+                    "vamana: candidate list size of the build's searches (L)", -1, 1, kMaxBuildList,
+                    AccessExclusiveLock);
+  add_real_reloption(g_relopt_kind, "alpha", "vamana: RobustPrune's distance factor", -1, 1.0,
+                     kMaxAlpha, AccessExclusiveLock);
   DefineGucs();
 }
 
@@ -136,18 +187,18 @@ bytea* ParseRelOptions(Datum reloptions, bool validate) {
       {"anisotropic_threshold", RELOPT_TYPE_REAL, offsetof(ScannRelOptions, anisotropic_threshold)},
       {"variant", RELOPT_TYPE_STRING, offsetof(ScannRelOptions, variant_offset)},
       {"rerank", RELOPT_TYPE_STRING, offsetof(ScannRelOptions, rerank_offset)},
+      {"graph_degree", RELOPT_TYPE_INT, offsetof(ScannRelOptions, graph_degree)},
+      {"build_list", RELOPT_TYPE_INT, offsetof(ScannRelOptions, build_list)},
+      {"alpha", RELOPT_TYPE_REAL, offsetof(ScannRelOptions, alpha)},
   };
-  return static_cast<bytea*>(build_reloptions(reloptions, validate, g_relopt_kind,
-                                              sizeof(ScannRelOptions), table, lengthof(table)));
+  bytea* options = static_cast<bytea*>(build_reloptions(
+      reloptions, validate, g_relopt_kind, sizeof(ScannRelOptions), table, lengthof(table)));
+  if (validate && options) CheckVariantOptions(reinterpret_cast<const ScannRelOptions*>(options));
+  return options;
 }
 
 Variant IndexVariant(Relation index) {
-  const ScannRelOptions* rel = reinterpret_cast<const ScannRelOptions*>(index->rd_options);
-  const char* name =
-      rel && rel->variant_offset ? reinterpret_cast<const char*>(rel) + rel->variant_offset : "ivf";
-  if (std::strcmp(name, "annoy") == 0) return Variant::kAnnoy;
-  if (std::strcmp(name, "vamana") == 0) return Variant::kVamana;
-  return Variant::kIvf;
+  return VariantOfOptions(reinterpret_cast<const ScannRelOptions*>(index->rd_options));
 }
 
 // Whether a vector of `dims` floats alone passes the size at which PostgreSQL compresses a row
@@ -174,12 +225,27 @@ Rerank ResolveRerank(Relation index, int dims) {
   return Rerank::kHeap;  // narrow rows, or records too wide for a page: from the table
 }
 
+// A vamana node keeps its neighbours' codes, one FastScan block per 32 of them: coarser codes
+// than IVF's keep the index smaller than the rows' float vectors (README, "The vamana
+// variant", has the measurements), and coarser still while a node would not fit a page.
+uint32 DefaultDimsPerSubspace(const BuildOptions& out, int dims) {
+  if (out.variant != Variant::kVamana) return 2;
+  const uint32 record = out.rerank == Rerank::kSq8 ? RecordBytes(uint32(dims)) : 0;
+  uint32 d = dims < 256 ? 4 : 8;
+  while (d < uint32(dims) &&
+         MakeVamanaLayout(out.graph_degree, (uint32(dims) + d - 1) / d, record).nodes_per_page == 0)
+    d *= 2;
+  return d;
+}
+
 BuildOptions ResolveBuildOptions(Relation index, Metric metric, double rows, int dims) {
   const ScannRelOptions* rel = reinterpret_cast<const ScannRelOptions*>(index->rd_options);
   BuildOptions out;
   out.variant = IndexVariant(index);
   out.rerank = ResolveRerank(index, dims);
-  out.dims_per_subspace = rel ? rel->dims_per_subspace : 2;
+  ResolveVamanaOptions(index, &out);
+  out.dims_per_subspace = rel && rel->dims_per_subspace > 0 ? uint32(rel->dims_per_subspace)
+                                                            : DefaultDimsPerSubspace(out, dims);
   if (out.dims_per_subspace > static_cast<uint32>(dims)) out.dims_per_subspace = dims;
   out.anisotropic_threshold =
       metric == Metric::kL2 ? 0.0f : static_cast<float>(rel ? rel->anisotropic_threshold : 0.2);
@@ -216,6 +282,14 @@ BuildOptions ResolveBuildOptions(Relation index, Metric metric, double rows, int
   }
   out.sample = sample;
   return out;
+}
+
+void ResolveVamanaOptions(Relation index, BuildOptions* out) {
+  const ScannRelOptions* rel = reinterpret_cast<const ScannRelOptions*>(index->rd_options);
+  out->graph_degree =
+      rel && rel->graph_degree > 0 ? uint32(rel->graph_degree) : kDefaultGraphDegree;
+  out->build_list = rel && rel->build_list > 0 ? uint32(rel->build_list) : kDefaultBuildList;
+  out->alpha = rel && rel->alpha > 0 ? float(rel->alpha) : kDefaultAlpha;
 }
 
 Metric IndexMetric(Relation index) {

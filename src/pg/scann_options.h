@@ -19,12 +19,18 @@ struct ScannRelOptions {
   double anisotropic_threshold;  // ScaNN's T for ip/cosine; 0 disables
   int variant_offset;            // string option "variant"
   int rerank_offset;             // string option "rerank"; 0 when not set
+  // vamana's options; -1 when not set (dims_per_subspace too: its default depends on the
+  // variant).
+  int graph_degree;
+  int build_list;
+  double alpha;
 };
 
 // GUCs.
-extern int g_nprobe;      // scann.nprobe
-extern int g_reorder;     // scann.reorder
-extern int g_max_probes;  // scann.max_probes: -1 = all lists
+extern int g_nprobe;       // scann.nprobe
+extern int g_reorder;      // scann.reorder
+extern int g_max_probes;   // scann.max_probes: -1 = all lists
+extern int g_search_list;  // scann.search_list: vamana's beam
 
 // Where the developer-only GUC scann.inject_fault makes an insert fail, for the tests of
 // what a failure or crash there leaves behind (PostgreSQL 15 has no injection points):
@@ -55,7 +61,17 @@ struct BuildOptions {
   float anisotropic_threshold;
   Variant variant;
   Rerank rerank;
+  // vamana (scann_vamana.h)
+  uint32 graph_degree;
+  uint32 build_list;
+  float alpha;
 };
+
+// vamana's defaults (README: measured on GloVe-100 and Fashion-MNIST).
+inline constexpr uint32 kDefaultGraphDegree = 32;
+inline constexpr uint32 kDefaultBuildList = 50;
+inline constexpr float kDefaultAlpha = 1.2f;
+inline constexpr int kDefaultSearchList = 100;
 
 // The variant an index is built as (its `variant` option).
 Variant IndexVariant(Relation index);
@@ -67,6 +83,10 @@ Rerank ResolveRerank(Relation index, int dims);
 
 // Resolves options for a build over an estimated `rows` rows of `dims` dimensions.
 BuildOptions ResolveBuildOptions(Relation index, Metric metric, double rows, int dims);
+
+// vamana's graph_degree, build_list and alpha as the index's options give them (defaults for
+// those not set).
+void ResolveVamanaOptions(Relation index, BuildOptions* out);
 
 // The metric of an index, from its operator class's support function 1.
 Metric IndexMetric(Relation index);

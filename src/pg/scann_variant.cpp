@@ -6,7 +6,7 @@ namespace scann::pg {
 
 namespace {
 
-const VariantOps kIvf = {"ivf",        &kIvfPartitioner, ListInsert,
+const VariantOps kIvf = {"ivf",        &kIvfPartitioner, nullptr,    ListInsert,
                          &kListSource, ListBulkDelete,   ListCleanup};
 
 }  // namespace
@@ -15,8 +15,9 @@ const VariantOps& VariantOf(Variant variant) {
   switch (variant) {
     case Variant::kIvf:
       return kIvf;
-    case Variant::kAnnoy:
     case Variant::kVamana:
+      return kVamanaOps;
+    case Variant::kAnnoy:
       break;
   }
   ereport(ERROR, (errcode(ERRCODE_INDEX_CORRUPTED),
