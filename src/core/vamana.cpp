@@ -659,6 +659,80 @@ void FinishBatchedBuild(const GraphArrays& graph, const float* data, int dims,
   }
 }
 
+namespace {
+
+// Marks reached[] from `from` through the lists (nodes already marked stop the walk); returns
+// how many it marked.
+size_t MarkReachable(const GraphArrays& graph, uint32_t from, std::vector<uint8_t>* reached,
+                     std::vector<uint32_t>* queue) {
+  if ((*reached)[from]) return 0;
+  queue->assign(1, from);
+  (*reached)[from] = 1;
+  for (size_t head = 0; head < queue->size(); head++) {
+    const uint32_t v = (*queue)[head];
+    for (uint32_t i = 0; i < graph.degrees[v]; i++) {
+      const uint32_t w = graph.Neighbors(v)[i];
+      if (!(*reached)[w]) {
+        (*reached)[w] = 1;
+        queue->push_back(w);
+      }
+    }
+  }
+  return queue->size();
+}
+
+// Links unreachable node u from the nearest expanded node of a search for it with room in its
+// list (else from the nearest one, replacing its farthest neighbour).
+void LinkUnreachable(const GraphArrays& graph, uint32_t u, uint32_t entry_point,
+                     const VamanaParams& params, ExactExpander& expander, VamanaScratch* scratch) {
+  GreedySearch& search = scratch->search;
+  const Candidate entry{expander.Distance(entry_point), entry_point};
+  search.Start(&entry, 1, static_cast<size_t>(params.build_list), u);
+  search.Run(expander);
+  const size_t degree = static_cast<size_t>(params.graph_degree);
+  uint32_t nearest = kNoNode, roomy = kNoNode;
+  float nearest_d = 0, roomy_d = 0;
+  for (const Candidate& c : search.expanded()) {
+    if (c.id == u) continue;
+    if (nearest == kNoNode || c.distance < nearest_d) nearest = c.id, nearest_d = c.distance;
+    if (graph.degrees[c.id] < degree && (roomy == kNoNode || c.distance < roomy_d))
+      roomy = c.id, roomy_d = c.distance;
+  }
+  const uint32_t from = roomy != kNoNode ? roomy : nearest;
+  if (from == kNoNode) return;
+  uint32_t* list = graph.neighbors + static_cast<size_t>(from) * graph.stride;
+  if (graph.degrees[from] < degree)
+    list[graph.degrees[from]++] = u;
+  else
+    list[degree - 1] = u;
+}
+
+}  // namespace
+
+size_t RepairReachability(const GraphArrays& graph, const float* data, int dims,
+                          uint32_t entry_point, const VamanaParams& params, int rounds,
+                          VamanaScratch* scratch) {
+  const size_t n = graph.size;
+  if (n == 0 || entry_point == kNoNode) return 0;
+  std::vector<uint8_t> reached(n);
+  std::vector<uint32_t> queue;
+  ExactExpander expander(graph, data, dims, params.metric);
+  size_t count = 0;
+  for (int round = 0; round <= rounds; round++) {
+    std::fill(reached.begin(), reached.end(), 0);
+    count = MarkReachable(graph, entry_point, &reached, &queue);
+    if (count == n || round == rounds) break;
+    for (uint32_t u = 0; u < n; u++) {
+      if (reached[u]) continue;
+      if (u % kNodesPerCheck == 0) CheckInterrupts(params.check_interrupts);
+      expander.SetQuery(data + static_cast<size_t>(u) * dims);
+      LinkUnreachable(graph, u, entry_point, params, expander, scratch);
+      MarkReachable(graph, u, &reached, &queue);
+    }
+  }
+  return n - count;
+}
+
 VamanaGraph BuildVamanaBatched(const float* data, size_t n, int dims, const VamanaParams& params) {
   const BatchedBuild plan = PlanBatchedBuild(n, params);
   VamanaGraph graph;
@@ -683,6 +757,7 @@ VamanaGraph BuildVamanaBatched(const float* data, size_t n, int dims, const Vama
     }
   }
   FinishBatchedBuild(arrays, data, dims, params, 0, 1, &scratch);
+  RepairReachability(arrays, data, dims, graph.entry_point, params, kRepairRounds, &scratch);
   PackToDegree(&graph, degree);
   return graph;
 }

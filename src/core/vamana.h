@@ -356,8 +356,21 @@ void FinishBatchedBuild(const GraphArrays& graph, const float* data, int dims,
                         const VamanaParams& params, size_t part, size_t parts,
                         VamanaScratch* scratch);
 
-// The whole batched build in one process, as a VamanaGraph of stride R (what the glue's steps
-// give with any number of participants).
+// Makes the nodes no path from the entry point reaches reachable, in up to `rounds` rounds:
+// each such node (in id order) gets an edge from the nearest node a search for it from the entry
+// point (list build_list, exact distances) expands that has room in its list, or if none has,
+// from the nearest one, whose last neighbour it replaces.  DiskANN's graphs leave some nodes
+// unreachable (exact duplicates; under inner product, rows that are no other row's best
+// partner: 549 of 2,000 5-d rows), which a search then never returns.  The lists must be at
+// most R long (after FinishBatchedBuild).  Returns how many nodes are still unreachable.
+// scratch: VamanaScratch(graph.stride, graph.size).
+size_t RepairReachability(const GraphArrays& graph, const float* data, int dims,
+                          uint32_t entry_point, const VamanaParams& params, int rounds,
+                          VamanaScratch* scratch);
+
+// The whole batched build in one process, then RepairReachability (kRepairRounds), as a
+// VamanaGraph of stride R (what the glue's steps give with any number of participants).
+constexpr int kRepairRounds = 4;
 VamanaGraph BuildVamanaBatched(const float* data, size_t n, int dims, const VamanaParams& params);
 
 // Exact float distances from a query to the rows of an in-memory graph: the build's expander,

@@ -211,6 +211,17 @@ bool RowsLeaveTheHeapTuple(int dims) {
   return sizeof(float) * size_t(dims) + ARR_OVERHEAD_NONULLS(1) > TOAST_TUPLE_THRESHOLD;
 }
 
+// Whether WITH (rerank = ...) was given.
+bool RerankAsked(const ScannRelOptions* rel) { return rel && rel->rerank_offset; }
+
+// Whether a vamana node of a graph of `degree` over rows of `dims` dimensions, coded with
+// `dims_per_subspace`, fits in a page.
+bool VamanaNodeFits(uint32 degree, uint32 dims, uint32 dims_per_subspace, Rerank rerank) {
+  const uint32 subspaces = (dims + dims_per_subspace - 1) / dims_per_subspace;
+  return MakeVamanaLayout(degree, subspaces, rerank == Rerank::kSq8 ? RecordBytes(dims) : 0)
+             .nodes_per_page > 0;
+}
+
 Rerank ResolveRerank(Relation index, int dims) {
   const ScannRelOptions* rel = reinterpret_cast<const ScannRelOptions*>(index->rd_options);
   const char* asked =
@@ -230,12 +241,25 @@ Rerank ResolveRerank(Relation index, int dims) {
 // variant", has the measurements), and coarser still while a node would not fit a page.
 uint32 DefaultDimsPerSubspace(const BuildOptions& out, int dims) {
   if (out.variant != Variant::kVamana) return 2;
-  const uint32 record = out.rerank == Rerank::kSq8 ? RecordBytes(uint32(dims)) : 0;
   uint32 d = dims < 256 ? 4 : 8;
-  while (d < uint32(dims) &&
-         MakeVamanaLayout(out.graph_degree, (uint32(dims) + d - 1) / d, record).nodes_per_page == 0)
-    d *= 2;
+  while (d < uint32(dims) && !VamanaNodeFits(out.graph_degree, uint32(dims), d, out.rerank)) d *= 2;
   return d;
+}
+
+// A vamana index whose nodes would not fit in a page is refused before any training.
+void CheckVamanaNodeFits(Relation index, const BuildOptions& out, uint32 dims) {
+  if (VamanaNodeFits(out.graph_degree, dims, out.dims_per_subspace, out.rerank)) return;
+  const uint32 subspaces = (dims + out.dims_per_subspace - 1) / out.dims_per_subspace;
+  const VamanaNodeLayout l = MakeVamanaLayout(out.graph_degree, subspaces,
+                                              out.rerank == Rerank::kSq8 ? RecordBytes(dims) : 0);
+  ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                  errmsg("scann vamana node of %u bytes does not fit in a page of index \"%s\"",
+                         l.node_bytes, RelationGetRelationName(index)),
+                  errdetail("A node keeps %u neighbour ids and their codes (%u subspaces of %u "
+                            "dimensions)%s.",
+                            l.degree_bound, subspaces, out.dims_per_subspace,
+                            l.record_bytes ? " and its re-ranking record" : ""),
+                  errhint("Raise dims_per_subspace, lower graph_degree, or use rerank = 'heap'.")));
 }
 
 BuildOptions ResolveBuildOptions(Relation index, Metric metric, double rows, int dims) {
@@ -244,9 +268,13 @@ BuildOptions ResolveBuildOptions(Relation index, Metric metric, double rows, int
   out.variant = IndexVariant(index);
   out.rerank = ResolveRerank(index, dims);
   ResolveVamanaOptions(index, &out);
+  if (out.variant == Variant::kVamana && out.rerank == Rerank::kSq8 && !RerankAsked(rel) &&
+      !VamanaNodeFits(out.graph_degree, uint32(dims), 1, Rerank::kSq8))
+    out.rerank = Rerank::kHeap;  // no room for a record beside the node: re-rank from the table
   out.dims_per_subspace = rel && rel->dims_per_subspace > 0 ? uint32(rel->dims_per_subspace)
                                                             : DefaultDimsPerSubspace(out, dims);
   if (out.dims_per_subspace > static_cast<uint32>(dims)) out.dims_per_subspace = dims;
+  if (out.variant == Variant::kVamana) CheckVamanaNodeFits(index, out, uint32(dims));
   out.anisotropic_threshold =
       metric == Metric::kL2 ? 0.0f : static_cast<float>(rel ? rel->anisotropic_threshold : 0.2);
 

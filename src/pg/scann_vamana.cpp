@@ -6,6 +6,7 @@
 
 #include "core/distance.h"
 #include "core/fastscan.h"
+#include "core/lut.h"
 #include "pg/recent_buffer.h"
 #include "pg/scann_vamana.h"
 
@@ -235,6 +236,7 @@ size_t PageExpander::Expand(uint32_t node, const VisitedSet& visited, uint32_t* 
   ExpandedNode& seen = seen_.Insert(node);
   seen.tid = tid_;
   seen.state = state_;
+  seen.degree = uint8(degree_);
   seen.record = record_;
   seen.code_pos = 0;
   if (keep_codes_) {
@@ -291,6 +293,75 @@ float DecodedNodes::Distance(uint32_t a, uint32_t b) const {
   const size_t dims = size_t(vi_.dims);
   if (vi_.params.metric == VamanaMetric::kL2) return k.l2_squared(Get(a), Get(b), dims);
   return -k.inner_product(Get(a), Get(b), dims);
+}
+
+// ---- Reachability repairs ------------------------------------------------------------------
+
+void AddEdgeReplacingLast(Relation index, const VamanaIndex& vi, uint32 from, uint32 to,
+                          const uint8_t* to_code) {
+  const VamanaNodeLayout& l = vi.layout;
+  const uint32 m = l.subspaces;
+  uint32* ids = static_cast<uint32*>(palloc(sizeof(uint32) * l.degree_bound));
+  uint8_t* codes = static_cast<uint8_t*>(palloc(size_t(l.degree_bound) * Max(m, 1u)));
+  Buffer buf = ReadBuffer(index, VamanaNodeBlock(l, from));
+  LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+  uint8_t* node = VamanaNode(l, BufferGetPage(buf), VamanaNodeSlot(l, from));
+  if (PageOpaque(BufferGetPage(buf))->type == uint16(PageType::kVamanaNodes) &&
+      VamanaHeader(node)->state == uint8(VamanaNodeState::kLive)) {
+    uint32 degree = GetNodeList(l, node, ids, codes);
+    if (std::find(ids, ids + degree, to) == ids + degree) {
+      const uint32 at = degree < l.degree_bound ? degree++ : degree - 1;
+      ids[at] = to;
+      std::memcpy(codes + size_t(at) * m, to_code, m);
+      GenericXLogState* state = GenericXLogStart(index);
+      Page image = GenericXLogRegisterBuffer(state, buf, 0);
+      SetNodeList(l, VamanaNode(l, image, VamanaNodeSlot(l, from)), ids, codes, degree);
+      GenericXLogFinish(state);
+    }
+  }
+  UnlockReleaseBuffer(buf);
+  pfree(ids);
+  pfree(codes);
+}
+
+void LinkUnreachableNode(Relation index, const VamanaIndex& vi, uint32 u, uint32 entry) {
+  const VamanaNodeLayout& l = vi.layout;
+  const uint32 m = l.subspaces;
+  uint8_t* packed = static_cast<uint8_t*>(palloc(Max(l.own_code_bytes, 1u)));
+  uint8_t* code = static_cast<uint8_t*>(palloc(Max(m, 1u)));
+  Buffer buf = ReadBuffer(index, VamanaNodeBlock(l, u));
+  LockBuffer(buf, BUFFER_LOCK_SHARE);
+  std::memcpy(packed, VamanaNode(l, BufferGetPage(buf), VamanaNodeSlot(l, u)) + l.own_code_offset,
+              l.own_code_bytes);
+  UnlockReleaseBuffer(buf);
+  UnpackOwnCode(packed, m, code);
+  const float* centroid = GetIndexState(index)->centroids;
+  const ProductQuantizer* pq = GetQuantizer(index);
+  const LutMetric metric =
+      vi.metric == Metric::kInnerProduct ? LutMetric::kInnerProduct : LutMetric::kL2;
+  const uint32 from = CppGuard([&] {
+    DecodedNodes decoded(vi, pq, centroid);
+    decoded.Put(u, code);
+    QueryLuts luts;
+    luts.Prepare(*pq, metric, decoded.Get(u), &centroid, 1, size_t(work_mem) * 1024);
+    PageExpander expander(index, vi, false);
+    expander.SetTable(luts.Table(0));
+    GreedySearch search(l.degree_bound);
+    const Candidate start{expander.ScoreNode(entry), entry};
+    search.Start(&start, 1, size_t(vi.params.build_list), u);
+    search.Run(expander);
+    uint32 nearest = kNoEntry, roomy = kNoEntry;
+    float nearest_d = 0, roomy_d = 0;
+    for (const Candidate& c : search.expanded()) {
+      const ExpandedNode* seen = expander.Seen(c.id);
+      if (c.id == u || seen->state != uint8(VamanaNodeState::kLive)) continue;
+      if (nearest == kNoEntry || c.distance < nearest_d) nearest = c.id, nearest_d = c.distance;
+      if (seen->degree < l.degree_bound && (roomy == kNoEntry || c.distance < roomy_d))
+        roomy = c.id, roomy_d = c.distance;
+    }
+    return roomy != kNoEntry ? roomy : nearest;
+  });
+  if (from != kNoEntry) AddEdgeReplacingLast(index, vi, from, u, code);
 }
 
 const VariantOps kVamanaOps = {"vamana",       nullptr,          VamanaBuild,  VamanaInsert,

@@ -76,6 +76,7 @@ bool CompareAndSetMetaWord(Relation index, VamanaWord word, uint32 expected, uin
 struct ExpandedNode {
   ItemPointerData tid;
   uint8 state;      // VamanaNodeState
+  uint8 degree;     // out-degree
   uint64 record;    // its re-ranking record's address (0: none)
   uint32 code_pos;  // where its own code was kept (keep_codes), else 0
 };
@@ -153,6 +154,16 @@ class DecodedNodes {
   std::unordered_map<uint32_t, size_t> at_;
   std::vector<float> vectors_;
 };
+
+// Adds the edge from -> to (to's code: m codes) under from's page's exclusive lock, unless from
+// is not live or has it already: appended while from's list has room, else it replaces the last
+// neighbour.  For the repairs of reachability, not for inserts (which prune).
+void AddEdgeReplacingLast(Relation index, const VamanaIndex& vi, uint32 from, uint32 to,
+                          const uint8_t* to_code);
+
+// Links live node u, which no path from the entry point reaches, from the nearest live node a
+// search for its (decoded) vector expands that has room in its list, else from the nearest.
+void LinkUnreachableNode(Relation index, const VamanaIndex& vi, uint32 u, uint32 entry);
 
 // The build (VariantOps::build), scans, inserts and VACUUM.
 void VamanaBuild(VariantBuild* build, ScannMetaPage* meta);

@@ -2,7 +2,8 @@
 // and scalar quantizer trained, streams written): load every row (its vector, 4-bit code and
 // TID) into a temporary file -> build the graph on the full-precision vectors (DiskANN's
 // passes, a batch of rows at a time: core/vamana.h BatchedBuild), in parallel workers when
-// PostgreSQL grants them -> write the node pages in row order.
+// PostgreSQL grants them -> link the nodes no path reaches (RepairReachability) -> write the
+// node pages in row order.
 //
 // Memory.  The graph is built in memory when the rows' vectors, the graph's lists and the codes
 // fit in maintenance_work_mem.  Past that, DiskANN's build for data larger than memory: k-means
@@ -488,6 +489,10 @@ void BuildGraph(VariantBuild* vb, const VamanaParams& params, uint32 n,
                              ArrayAt<uint32>(s, s->order_at));
   });
   RunParticipants(&gb);
+  CppGuard([&] {
+    VamanaScratch scratch(gb.plan.slots, Max(n, 1u));
+    RepairReachability(graph, vectors, vb->dims, s->entry, ParamsOf(s), kRepairRounds, &scratch);
+  });
   done(arg, GraphResult{graph.degrees, graph.neighbors, graph.stride, s->entry});
   EndGraphBuild(&gb);
 }
@@ -547,7 +552,8 @@ void WriteUntrainedNodes(VariantBuild* vb, RowsFile* rows, const VamanaNodeLayou
 }  // namespace
 
 double InMemoryBytes(double n, int dims, uint32 m, const VamanaParams& params) {
-  const BatchedBuild plan = PlanBatchedBuild(size_t(n), params);
+  // The batch's out-lists at their largest, whatever n.
+  const BatchedBuild plan = PlanBatchedBuild(size_t(1) << 30, params);
   return n * (sizeof(float) * dims + sizeof(uint32) * (plan.slots + 2) + m) +
          double(plan.batch) * (params.graph_degree + 1) * sizeof(uint32) + 3 * n * sizeof(uint32);
 }

@@ -49,8 +49,9 @@ struct Sharding {
 void PlanShards(const VariantBuild* vb, const RowsFile* rows, const VamanaParams& params,
                 Sharding* sh) {
   const double budget = kShardShare * double(maintenance_work_mem) * 1024.0;
-  const double per_row = InMemoryBytes(1.0, rows->dims, rows->subspaces, params);
-  sh->capacity = uint32(Max(budget / per_row, double(params.graph_degree + 1)));
+  const double fixed = InMemoryBytes(0, rows->dims, rows->subspaces, params);
+  const double per_row = InMemoryBytes(1, rows->dims, rows->subspaces, params) - fixed;
+  sh->capacity = uint32(Max((budget - fixed) / per_row, double(params.graph_degree + 1)));
   sh->k = int(Max(2.0, std::ceil(1.25 * kShardsPerRow * double(rows->rows) / sh->capacity)));
   sh->k = Min(sh->k, int(Max(vb->sample_rows, 2u)));
   // Few sample rows and many shards (tiny maintenance_work_mem): capacities grow to fit.
@@ -334,6 +335,9 @@ uint32 BuildInShards(VariantBuild* vb, RowsFile* rows, const VamanaParams& param
                      const VamanaNodeLayout& layout, NodeWriter* w, uint32* entry_row) {
   Sharding sh;
   PlanShards(vb, rows, params, &sh);
+  ereport(DEBUG1, (errmsg_internal("scann index builds its vamana graph in %d shards of at most "
+                                   "%u rows",
+                                   sh.k, sh.capacity)));
   AssignRows(vb, rows, &sh);
   const int sort_mem = Max(int((1.0 - kShardShare) * maintenance_work_mem), 64);
   Tuplesortstate* sort = tuplesort_begin_datum(BYTEAOID, ByteaLessOperator, InvalidOid, false,

@@ -3,8 +3,8 @@
 // the marks is running (the metapage's page lock) -> replace the entry point if it was deleted
 // -> repair every live node that points to a deleted one (RobustPrune of its live neighbours
 // and its deleted neighbours' live neighbours, from decoded codes) -> free the deleted nodes and
-// lower the insert hint to the first page that has one.  Also: the graph statistics and check
-// of scann_index_info.
+// lower the insert hint to the first page that has one -> link the live nodes no path from the
+// entry point reaches any more.  Also: the graph statistics and check of scann_index_info.
 #include <algorithm>
 #include <cstring>
 #include <unordered_map>
@@ -264,6 +264,10 @@ void FreeDeleted(IndexVacuumInfo* info, const VamanaIndex& vi,
 
 }  // namespace
 
+// Step 6: links the live nodes the repairs left unreachable (FreshDiskANN's consolidation does
+// not promise every node an in-edge), as the build does.
+void RepairUnreachable(IndexVacuumInfo* info, const VamanaIndex& vi);
+
 IndexBulkDeleteResult* VamanaBulkDelete(IndexVacuumInfo* info, IndexBulkDeleteResult* stats,
                                         IndexBulkDeleteCallback callback, void* callback_state) {
   Relation index = info->index;
@@ -290,6 +294,7 @@ IndexBulkDeleteResult* VamanaBulkDelete(IndexVacuumInfo* info, IndexBulkDeleteRe
     Consolidate(info, vi, store, deleted);
   }
   FreeDeleted(info, vi, deleted);
+  if (vi.trained) RepairUnreachable(info, vi);
   return stats;
 }
 
@@ -332,59 +337,43 @@ IndexBulkDeleteResult* VamanaCleanup(IndexVacuumInfo* info, IndexBulkDeleteResul
   return stats;
 }
 
-VamanaGraphStats VamanaGraphInfo(Relation index, const ScannMetaPage& meta) {
-  const VamanaIndex vi = VamanaIndexOf(meta);
+namespace {
+
+// Node states by id for the node pages below nblocks (kStateFree, kStateLive, kStateDeleted;
+// MarkReachable turns reached live nodes into kStateReached).
+enum : uint8 { kStateFree = 0, kStateLive = 1, kStateDeleted = 2, kStateReached = 3 };
+
+uint8* ReadStates(Relation index, const VamanaIndex& vi, BlockNumber nblocks) {
   const VamanaNodeLayout& l = vi.layout;
-  VamanaGraphStats st = {};
-  st.min_degree = -1;
-  const uint32 entry = ReadEntryPoint(index);
-  st.entry_point = entry == kNoEntry ? -1 : int64(entry);
-  const BlockNumber nblocks = RelationGetNumberOfBlocks(index);
   const uint64 ids = uint64(nblocks) * l.nodes_per_page;
-  // Node states by id, then the lists: one pass for the states, one for the edges.
   uint8* state =
       static_cast<uint8*>(palloc_extended(Max(ids, uint64(1)), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO));
-  double degree_sum = 0;
-  for (int pass = 0; pass < 2; pass++)
-    for (BlockNumber block = vi.first_node_block; block < nblocks; block++) {
-      Buffer buf = ReadBuffer(index, block);
-      LockBuffer(buf, BUFFER_LOCK_SHARE);
-      Page page = BufferGetPage(buf);
-      if (!PageIsNew(page) && PageOpaque(page)->type == uint16(PageType::kVamanaNodes))
-        for (uint32 slot = 0; slot < l.nodes_per_page; slot++) {
-          const uint8_t* node = VamanaNode(l, page, slot);
-          const VamanaNodeHeader* h = VamanaHeader(const_cast<uint8_t*>(node));
-          const uint32 id = VamanaNodeId(l, block, slot);
-          if (pass == 0) {
-            state[id] = h->state == uint8(VamanaNodeState::kLive) ? 1 : h->state ? 2 : 0;
-            st.live += h->state == uint8(VamanaNodeState::kLive);
-            st.deleted += h->state == uint8(VamanaNodeState::kDeleted);
-            st.free += h->state == uint8(VamanaNodeState::kFree);
-            continue;
-          }
-          if (h->state != uint8(VamanaNodeState::kLive)) continue;
-          const int64 degree = h->degree;
-          degree_sum += degree;
-          st.min_degree = st.min_degree < 0 ? degree : Min(st.min_degree, degree);
-          st.max_degree = Max(st.max_degree, degree);
-          for (uint32 i = 0; i < Min(uint32(degree), l.degree_bound); i++) {
-            const uint32 v = VamanaNeighbor(l, node, i);
-            st.bad_edges += v >= ids || state[v] != 1 || v == id;
-          }
-        }
-      UnlockReleaseBuffer(buf);
-      CHECK_FOR_INTERRUPTS();
-    }
-  st.mean_degree = st.live > 0 ? degree_sum / double(st.live) : 0;
-  if (st.min_degree < 0) st.min_degree = 0;
-  // Reachability: breadth-first from the entry point over live nodes (3 = reached).
-  uint32* queue = static_cast<uint32*>(
-      palloc_extended(sizeof(uint32) * Max(st.live, int64(1)), MCXT_ALLOC_HUGE));
-  int64 head = 0, tail = 0;
-  if (entry != kNoEntry && entry < ids && state[entry] == 1) {
-    state[entry] = 3;
-    queue[tail++] = entry;
+  for (BlockNumber block = vi.first_node_block; block < nblocks; block++) {
+    Buffer buf = ReadBuffer(index, block);
+    LockBuffer(buf, BUFFER_LOCK_SHARE);
+    Page page = BufferGetPage(buf);
+    if (!PageIsNew(page) && PageOpaque(page)->type == uint16(PageType::kVamanaNodes))
+      for (uint32 slot = 0; slot < l.nodes_per_page; slot++) {
+        const uint8 s = VamanaHeader(VamanaNode(l, page, slot))->state;
+        state[VamanaNodeId(l, block, slot)] = s == uint8(VamanaNodeState::kLive) ? kStateLive
+                                              : s == uint8(VamanaNodeState::kDeleted)
+                                                  ? kStateDeleted
+                                                  : kStateFree;
+      }
+    UnlockReleaseBuffer(buf);
+    CHECK_FOR_INTERRUPTS();
   }
+  return state;
+}
+
+// Marks the live nodes reachable from `from` (itself included) through live nodes; returns how
+// many it marked.  queue: room for every live node.
+int64 MarkReachable(Relation index, const VamanaNodeLayout& l, uint8* state, uint64 ids,
+                    uint32 from, uint32* queue) {
+  if (from >= ids || state[from] != kStateLive) return 0;
+  int64 head = 0, tail = 0;
+  state[from] = kStateReached;
+  queue[tail++] = from;
   while (head < tail) {
     const uint32 v = queue[head++];
     Buffer buf = ReadBuffer(index, VamanaNodeBlock(l, v));
@@ -394,15 +383,81 @@ VamanaGraphStats VamanaGraphInfo(Relation index, const ScannMetaPage& meta) {
         Min(uint32(VamanaHeader(const_cast<uint8_t*>(node))->degree), l.degree_bound);
     for (uint32 i = 0; i < degree; i++) {
       const uint32 w = VamanaNeighbor(l, node, i);
-      if (w < ids && state[w] == 1 && tail < st.live) {
-        state[w] = 3;
+      if (w < ids && state[w] == kStateLive) {
+        state[w] = kStateReached;
         queue[tail++] = w;
       }
     }
     UnlockReleaseBuffer(buf);
     if (head % 1024 == 0) CHECK_FOR_INTERRUPTS();
   }
-  st.unreachable = st.live - tail;
+  return tail;
+}
+
+}  // namespace
+
+void RepairUnreachable(IndexVacuumInfo* info, const VamanaIndex& vi) {
+  Relation index = info->index;
+  const uint32 entry = ReadEntryPoint(index);
+  if (entry == kNoEntry) return;
+  const VamanaNodeLayout& l = vi.layout;
+  const BlockNumber nblocks = RelationGetNumberOfBlocks(index);
+  const uint64 ids = uint64(nblocks) * l.nodes_per_page;
+  uint8* state = ReadStates(index, vi, nblocks);
+  uint32* queue =
+      static_cast<uint32*>(palloc_extended(sizeof(uint32) * Max(ids, uint64(1)), MCXT_ALLOC_HUGE));
+  MarkReachable(index, l, state, ids, entry, queue);
+  for (uint64 u = uint64(vi.first_node_block) * l.nodes_per_page; u < ids; u++) {
+    if (state[u] != kStateLive) continue;
+    vacuum_delay_point();
+    LinkUnreachableNode(index, vi, uint32(u), entry);
+    MarkReachable(index, l, state, ids, uint32(u), queue);
+  }
+  pfree(queue);
+  pfree(state);
+}
+
+VamanaGraphStats VamanaGraphInfo(Relation index, const ScannMetaPage& meta) {
+  const VamanaIndex vi = VamanaIndexOf(meta);
+  const VamanaNodeLayout& l = vi.layout;
+  VamanaGraphStats st = {};
+  st.min_degree = -1;
+  const uint32 entry = ReadEntryPoint(index);
+  st.entry_point = entry == kNoEntry ? -1 : int64(entry);
+  const BlockNumber nblocks = RelationGetNumberOfBlocks(index);
+  const uint64 ids = uint64(nblocks) * l.nodes_per_page;
+  uint8* state = ReadStates(index, vi, nblocks);
+  double degree_sum = 0;
+  for (BlockNumber block = vi.first_node_block; block < nblocks; block++) {
+    Buffer buf = ReadBuffer(index, block);
+    LockBuffer(buf, BUFFER_LOCK_SHARE);
+    Page page = BufferGetPage(buf);
+    if (!PageIsNew(page) && PageOpaque(page)->type == uint16(PageType::kVamanaNodes))
+      for (uint32 slot = 0; slot < l.nodes_per_page; slot++) {
+        const uint8_t* node = VamanaNode(l, page, slot);
+        const VamanaNodeHeader* h = VamanaHeader(const_cast<uint8_t*>(node));
+        const uint32 id = VamanaNodeId(l, block, slot);
+        st.live += h->state == uint8(VamanaNodeState::kLive);
+        st.deleted += h->state == uint8(VamanaNodeState::kDeleted);
+        st.free += h->state == uint8(VamanaNodeState::kFree);
+        if (h->state != uint8(VamanaNodeState::kLive)) continue;
+        const int64 degree = h->degree;
+        degree_sum += degree;
+        st.min_degree = st.min_degree < 0 ? degree : Min(st.min_degree, degree);
+        st.max_degree = Max(st.max_degree, degree);
+        for (uint32 i = 0; i < Min(uint32(degree), l.degree_bound); i++) {
+          const uint32 v = VamanaNeighbor(l, node, i);
+          st.bad_edges += v >= ids || state[v] != kStateLive || v == id;
+        }
+      }
+    UnlockReleaseBuffer(buf);
+    CHECK_FOR_INTERRUPTS();
+  }
+  st.mean_degree = st.live > 0 ? degree_sum / double(st.live) : 0;
+  if (st.min_degree < 0) st.min_degree = 0;
+  uint32* queue =
+      static_cast<uint32*>(palloc_extended(sizeof(uint32) * Max(ids, uint64(1)), MCXT_ALLOC_HUGE));
+  st.unreachable = st.live - MarkReachable(index, l, state, ids, entry, queue);
   pfree(queue);
   pfree(state);
   return st;
