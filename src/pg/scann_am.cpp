@@ -70,14 +70,16 @@ void CostEstimate(PlannerInfo* root, IndexPath* path, double loop_count, Cost* s
   index_close(index, NoLock);
   double ratio = meta.trained ? Min(1.0, double(g_nprobe) / std::max<uint32>(meta.lists, 1)) : 1.0;
   double tuples = path->indexinfo->tuples;
-  // vamana: a search scores the neighbours of about 1.2 search_list nodes.
-  if (Variant(meta.variant) == Variant::kVamana && meta.trained && tuples > 0)
-    ratio = Min(1.0, 1.2 * g_search_list * meta.variant_words[kVamanaGraphDegree] / tuples);
+  // vamana: a search reads the pages of about 1.2 x its list's nodes (and re-ranks the list).
+  const bool vamana = Variant(meta.variant) == Variant::kVamana;
+  const double list = Max(g_search_list, g_reorder);
+  if (vamana && meta.trained && tuples > 0 && path->indexinfo->pages > 0)
+    ratio = Min(1.0, 1.2 * list / path->indexinfo->pages);
   costs.numIndexTuples = Max(tuples * ratio, 1.0);
   genericcostestimate(root, path, loop_count, &costs);
   // Codes are scored many per instruction: charge a fraction of a tuple's CPU cost.
   costs.indexTotalCost -= costs.numIndexTuples * cpu_index_tuple_cost * 0.75;
-  double reorder = meta.trained ? std::min<double>(g_reorder, tuples) : tuples;
+  double reorder = meta.trained ? std::min<double>(vamana ? list : g_reorder, tuples) : tuples;
   if (meta.record_bytes > 0)  // re-ranked from records in the index pages: no heap reads
     costs.indexTotalCost += reorder * cpu_operator_cost * meta.dims / 16;
   else

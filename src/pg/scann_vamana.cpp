@@ -298,7 +298,7 @@ float DecodedNodes::Distance(uint32_t a, uint32_t b) const {
 // ---- Reachability repairs ------------------------------------------------------------------
 
 void AddEdgeReplacingLast(Relation index, const VamanaIndex& vi, uint32 from, uint32 to,
-                          const uint8_t* to_code) {
+                          const uint8_t* to_code, bool wal) {
   const VamanaNodeLayout& l = vi.layout;
   const uint32 m = l.subspaces;
   uint32* ids = static_cast<uint32*>(palloc(sizeof(uint32) * l.degree_bound));
@@ -313,10 +313,15 @@ void AddEdgeReplacingLast(Relation index, const VamanaIndex& vi, uint32 from, ui
       const uint32 at = degree < l.degree_bound ? degree++ : degree - 1;
       ids[at] = to;
       std::memcpy(codes + size_t(at) * m, to_code, m);
-      GenericXLogState* state = GenericXLogStart(index);
-      Page image = GenericXLogRegisterBuffer(state, buf, 0);
-      SetNodeList(l, VamanaNode(l, image, VamanaNodeSlot(l, from)), ids, codes, degree);
-      GenericXLogFinish(state);
+      if (wal) {
+        GenericXLogState* state = GenericXLogStart(index);
+        Page image = GenericXLogRegisterBuffer(state, buf, 0);
+        SetNodeList(l, VamanaNode(l, image, VamanaNodeSlot(l, from)), ids, codes, degree);
+        GenericXLogFinish(state);
+      } else {
+        SetNodeList(l, node, ids, codes, degree);
+        MarkBufferDirty(buf);
+      }
     }
   }
   UnlockReleaseBuffer(buf);
@@ -324,7 +329,8 @@ void AddEdgeReplacingLast(Relation index, const VamanaIndex& vi, uint32 from, ui
   pfree(codes);
 }
 
-void LinkUnreachableNode(Relation index, const VamanaIndex& vi, uint32 u, uint32 entry) {
+void LinkUnreachableNode(Relation index, const VamanaIndex& vi, const ProductQuantizer* pq,
+                         const float* centroid, uint32 u, uint32 entry, bool wal) {
   const VamanaNodeLayout& l = vi.layout;
   const uint32 m = l.subspaces;
   uint8_t* packed = static_cast<uint8_t*>(palloc(Max(l.own_code_bytes, 1u)));
@@ -335,8 +341,6 @@ void LinkUnreachableNode(Relation index, const VamanaIndex& vi, uint32 u, uint32
               l.own_code_bytes);
   UnlockReleaseBuffer(buf);
   UnpackOwnCode(packed, m, code);
-  const float* centroid = GetIndexState(index)->centroids;
-  const ProductQuantizer* pq = GetQuantizer(index);
   const LutMetric metric =
       vi.metric == Metric::kInnerProduct ? LutMetric::kInnerProduct : LutMetric::kL2;
   const uint32 from = CppGuard([&] {
@@ -361,7 +365,7 @@ void LinkUnreachableNode(Relation index, const VamanaIndex& vi, uint32 u, uint32
     }
     return roomy != kNoEntry ? roomy : nearest;
   });
-  if (from != kNoEntry) AddEdgeReplacingLast(index, vi, from, u, code);
+  if (from != kNoEntry) AddEdgeReplacingLast(index, vi, from, u, code, wal);
 }
 
 const VariantOps kVamanaOps = {"vamana",       nullptr,          VamanaBuild,  VamanaInsert,

@@ -157,13 +157,21 @@ class DecodedNodes {
 
 // Adds the edge from -> to (to's code: m codes) under from's page's exclusive lock, unless from
 // is not live or has it already: appended while from's list has room, else it replaces the last
-// neighbour.  For the repairs of reachability, not for inserts (which prune).
+// neighbour.  For the repairs of reachability, not for inserts (which prune).  WAL-logged, or
+// (wal false: during CREATE INDEX, whose pages are logged at its end) only marked dirty.
 void AddEdgeReplacingLast(Relation index, const VamanaIndex& vi, uint32 from, uint32 to,
-                          const uint8_t* to_code);
+                          const uint8_t* to_code, bool wal);
 
 // Links live node u, which no path from the entry point reaches, from the nearest live node a
-// search for its (decoded) vector expands that has room in its list, else from the nearest.
-void LinkUnreachableNode(Relation index, const VamanaIndex& vi, uint32 u, uint32 entry);
+// search for its decoded vector expands that has room in its list, else from the nearest.
+void LinkUnreachableNode(Relation index, const VamanaIndex& vi, const ProductQuantizer* pq,
+                         const float* centroid, uint32 u, uint32 entry, bool wal);
+
+// Links every live node no path from `entry` reaches (LinkUnreachableNode), in id order, each
+// newly linked node's own reach counted before the next: what VACUUM does last, and a sharded
+// build after its merge.
+void RepairUnreachable(Relation index, const VamanaIndex& vi, const ProductQuantizer* pq,
+                       const float* centroid, uint32 entry, bool wal);
 
 // The build (VariantOps::build), scans, inserts and VACUUM.
 void VamanaBuild(VariantBuild* build, ScannMetaPage* meta);

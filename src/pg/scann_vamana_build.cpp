@@ -551,6 +551,11 @@ void WriteUntrainedNodes(VariantBuild* vb, RowsFile* rows, const VamanaNodeLayou
 
 }  // namespace
 
+void FreeSample(VariantBuild* vb) {
+  if (vb->sample) pfree(vb->sample);
+  vb->sample = nullptr;
+}
+
 double InMemoryBytes(double n, int dims, uint32 m, const VamanaParams& params) {
   // The batch's out-lists at their largest, whatever n.
   const BatchedBuild plan = PlanBatchedBuild(size_t(1) << 30, params);
@@ -587,10 +592,12 @@ void VamanaBuild(VariantBuild* vb, ScannMetaPage* meta) {
     RowsFileInit(&rows, vb->dims, layout.subspaces);
     LoadRows(vb, &rows);
     vb->indexed = rows.rows;
+    const bool fits = InMemoryBytes(rows.rows, vb->dims, layout.subspaces, params) <=
+                      double(maintenance_work_mem) * 1024.0;
+    if (!vb->trained || fits) FreeSample(vb);
     if (!vb->trained)
       WriteUntrainedNodes(vb, &rows, layout, &writer);
-    else if (InMemoryBytes(rows.rows, vb->dims, layout.subspaces, params) <=
-             double(maintenance_work_mem) * 1024.0)
+    else if (fits)
       BuildInMemory(vb, &rows, params, layout, &writer, &entry_row);
     else
       shards = BuildInShards(vb, &rows, params, layout, &writer, &entry_row);

@@ -71,6 +71,10 @@ void BuildGraph(VariantBuild* vb, const VamanaParams& params, uint32 n,
 // maintenance_work_mem): vectors, lists, codes, a batch's out-lists, visited sets.
 double InMemoryBytes(double n, int dims, uint32 m, const VamanaParams& params);
 
+// Frees the training sample once the build no longer needs it (it counts against
+// maintenance_work_mem).
+void FreeSample(VariantBuild* vb);
+
 // The sharded build (DiskANN's build past memory) of the rows file's rows; writes every node
 // and returns the number of shards, with the entry point's row in *entry_row.
 uint32 BuildInShards(VariantBuild* vb, RowsFile* rows, const VamanaParams& params,

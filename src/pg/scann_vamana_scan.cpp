@@ -1,8 +1,8 @@
 // The vamana variant's candidate source: a beam search (core/vamana.h GreedySearch) from the
-// entry point with a list of scann.search_list candidates, each expanded node one page read and
-// one FastScan call over its neighbours' codes (scann_page.h) against the query's quantized
-// table -> the list's candidates, by their exact integer keys (offset + score), in batches of
-// scann.reorder for the shared re-ranking.
+// entry point with a list of scann.search_list candidates (scann.reorder if larger), each
+// expanded node one page read and one FastScan call over its neighbours' codes (scann_page.h)
+// against the query's quantized table -> every candidate of the list, by its exact integer key
+// (offset + score), in one batch for the shared re-ranking.
 //
 // When the executor asks for more (a WHERE clause rejected rows, or LIMIT exceeds the
 // candidates), the list widens (twice as long each time, up to kMaxWidenedList or
@@ -95,7 +95,11 @@ void* Begin(ScanContext* sc) {
   }
   PrepareTable(sc, vs);
   vs->phase = Phase::kSearch;
-  vs->list_size = uint32(Max(g_search_list, 1));
+  // Every candidate of the list is re-ranked (coarse codes rank the list's candidates poorly:
+  // GloVe-100 50,000 rows, search list 800, recall@10 0.813 re-ranking the best 100 by code,
+  // 0.973 re-ranking all 800), so the list holds at least scann.reorder candidates.
+  vs->list_size = Max(uint32(Max(g_search_list, 1)), vs->batch);
+  vs->batch = vs->list_size;
   vs->list_cap = Max(vs->list_size, kMaxWidenedList);
   vs->expander = NewInContext<PageExpander>(sc->scan_cxt, sc->index, vs->vi, false);
   vs->search = NewInContext<GreedySearch>(sc->scan_cxt, vs->vi.layout.degree_bound);

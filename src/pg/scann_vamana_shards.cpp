@@ -60,7 +60,7 @@ void PlanShards(const VariantBuild* vb, const RowsFile* rows, const VamanaParams
 }
 
 // The two nearest shards with room of every row, in row order, into the assignments file.
-void AssignRows(const VariantBuild* vb, RowsFile* rows, Sharding* sh) {
+void AssignRows(VariantBuild* vb, RowsFile* rows, Sharding* sh) {
   pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, kVamanaPhaseShard);
   const int dims = rows->dims;
   sh->centroids = static_cast<float*>(palloc(sizeof(float) * size_t(sh->k) * dims));
@@ -72,6 +72,7 @@ void AssignRows(const VariantBuild* vb, RowsFile* rows, Sharding* sh) {
     km.check_interrupts = CheckInterrupts;
     TrainKMeans(vb->sample, vb->sample_rows, dims, sh->k, km, sh->centroids);
   });
+  FreeSample(vb);
   float* norms = static_cast<float*>(palloc(sizeof(float) * sh->k));
   int32* ranked = static_cast<int32*>(palloc(sizeof(int32) * sh->k));
   uint64* scratch = static_cast<uint64*>(palloc(sizeof(uint64) * sh->k));
@@ -360,6 +361,16 @@ uint32 BuildInShards(VariantBuild* vb, RowsFile* rows, const VamanaParams& param
   tuplesort_end(sort);
   FillNeighborCodes(vb->index, vb->fork, w);
   *entry_row = EntryRow(rows);
+  // The merge does not promise every node an in-edge: link those no path reaches (the pages
+  // are logged whole at the end of the build).
+  VamanaIndex vi = {};
+  vi.layout = layout;
+  vi.params = params;
+  vi.first_node_block = w->first;
+  vi.metric = vb->metric;
+  vi.dims = vb->dims;
+  vi.trained = true;
+  RepairUnreachable(vb->index, vi, vb->pq, vb->centroid, NodeWriterIdOf(w, *entry_row), false);
   return uint32(sh.k);
 }
 

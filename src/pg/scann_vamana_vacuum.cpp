@@ -264,10 +264,6 @@ void FreeDeleted(IndexVacuumInfo* info, const VamanaIndex& vi,
 
 }  // namespace
 
-// Step 6: links the live nodes the repairs left unreachable (FreshDiskANN's consolidation does
-// not promise every node an in-edge), as the build does.
-void RepairUnreachable(IndexVacuumInfo* info, const VamanaIndex& vi);
-
 IndexBulkDeleteResult* VamanaBulkDelete(IndexVacuumInfo* info, IndexBulkDeleteResult* stats,
                                         IndexBulkDeleteCallback callback, void* callback_state) {
   Relation index = info->index;
@@ -294,7 +290,11 @@ IndexBulkDeleteResult* VamanaBulkDelete(IndexVacuumInfo* info, IndexBulkDeleteRe
     Consolidate(info, vi, store, deleted);
   }
   FreeDeleted(info, vi, deleted);
-  if (vi.trained) RepairUnreachable(info, vi);
+  // Last, the live nodes the repairs left unreachable (FreshDiskANN's consolidation does not
+  // promise every node an in-edge) get one, as at build.
+  if (vi.trained)
+    RepairUnreachable(index, vi, GetQuantizer(index), GetIndexState(index)->centroids,
+                      ReadEntryPoint(index), true);
   return stats;
 }
 
@@ -396,9 +396,8 @@ int64 MarkReachable(Relation index, const VamanaNodeLayout& l, uint8* state, uin
 
 }  // namespace
 
-void RepairUnreachable(IndexVacuumInfo* info, const VamanaIndex& vi) {
-  Relation index = info->index;
-  const uint32 entry = ReadEntryPoint(index);
+void RepairUnreachable(Relation index, const VamanaIndex& vi, const ProductQuantizer* pq,
+                       const float* centroid, uint32 entry, bool wal) {
   if (entry == kNoEntry) return;
   const VamanaNodeLayout& l = vi.layout;
   const BlockNumber nblocks = RelationGetNumberOfBlocks(index);
@@ -410,7 +409,7 @@ void RepairUnreachable(IndexVacuumInfo* info, const VamanaIndex& vi) {
   for (uint64 u = uint64(vi.first_node_block) * l.nodes_per_page; u < ids; u++) {
     if (state[u] != kStateLive) continue;
     vacuum_delay_point();
-    LinkUnreachableNode(index, vi, uint32(u), entry);
+    LinkUnreachableNode(index, vi, pq, centroid, uint32(u), entry, wal);
     MarkReachable(index, l, state, ids, uint32(u), queue);
   }
   pfree(queue);

@@ -98,7 +98,8 @@ struct VariantBuild {
   const ProductQuantizer* pq;  // null when untrained
   const ScalarQuantizer* sq;   // null without re-ranking records
   const float* centroid;       // the codes' centroid (dims floats); null when untrained
-  const float* sample;         // the training sample (sample_rows x dims, as the codes see rows)
+  float* sample;  // the training sample (sample_rows x dims, as the codes see rows): the
+                  // variant's to use and free
   uint32 sample_rows;
   // Out: rows indexed.
   double indexed;
