@@ -62,6 +62,10 @@ def parse_args(argv):
     p.add_argument("--scann-opts", default="", help="WITH (...) of the scann index")
     p.add_argument("--nprobe", type=_ints, default="1,2,4,8,16,32", help="scann.nprobe values")
     p.add_argument("--reorder", type=_ints, default="100", help="scann.reorder values")
+    p.add_argument("--annoy-opts", default="",
+                   help="WITH (...) of the scann-annoy index, besides variant = 'annoy'")
+    p.add_argument("--annoy-nprobe", type=_ints, default="8,16,32,64,128,256",
+                   help="scann.nprobe values of scann-annoy (leaves)")
     p.add_argument("--hnsw-opts", default="m = 16, ef_construction = 64")
     p.add_argument("--ef-search", type=_ints, default="10,20,40,80,160,320")
     p.add_argument("--ivfflat-opts", default="", help="default: lists = rows / 1000")
@@ -82,7 +86,9 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if args.smoke:
         args.dataset, args.rows, args.queries, args.k = "minilm", None, 100, 100
-        args.systems, args.nprobe, args.reorder = "exact,scann,pgvector-hnsw,hnswlib", [1, 4], [100]
+        args.systems, args.nprobe, args.reorder = ("exact,scann,scann-annoy,pgvector-hnsw,hnswlib",
+                                                   [1, 4], [100])
+        args.annoy_opts, args.annoy_nprobe = "", [4, 16]
         args.ef_search, args.hnsw_opts = [40], "m = 16, ef_construction = 64"
         args.column_type = "real[]"
         args.clients, args.duration, args.warmup, args.dsn = 2, 1, 5, None

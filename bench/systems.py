@@ -5,6 +5,8 @@ scann            CREATE INDEX ... USING scann (embedding <opclass>) WITH (--scan
                  knobs scann.nprobe x scann.reorder
 scann-serial     the same build with max_parallel_maintenance_workers = 0, for the build
                  time and memory of a serial build; no queries (its pages are the same)
+scann-annoy      CREATE INDEX ... USING scann (...) WITH (variant = 'annoy', --annoy-opts);
+                 knobs scann.nprobe (--annoy-nprobe: leaves, not lists) x scann.reorder
 pgvector-hnsw    pgvector's HNSW on a pgvector column (vector, or halfvec); knob hnsw.ef_search
 pgvector-ivfflat pgvector's IVFFlat on the same column; knob ivfflat.probes
 ceiling          a prepared query that only parses the vector: the round trip every system
@@ -206,6 +208,19 @@ class ScannSerial(Scann):
         return []
 
 
+class ScannAnnoy(Scann):
+    name = "scann-annoy"
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.options = ", ".join(filter(None, ("variant = 'annoy'", cfg.annoy_opts)))
+        self.index = f"{self.table}_scann_annoy_idx"
+
+    def points(self):
+        return [{"scann.nprobe": str(n), "scann.reorder": str(r)}
+                for n, r in itertools.product(self.cfg.annoy_nprobe, self.cfg.reorder)]
+
+
 class _Pgvector(_Indexed):
     """Common part of pgvector's two index types: a vector column unless halfvec is asked."""
     method = None
@@ -248,5 +263,5 @@ class PgvectorIvfflat(_Pgvector):
         return [{"ivfflat.probes": str(p)} for p in self.cfg.probes]
 
 
-SQL_SYSTEMS = {cls.name: cls for cls in (Exact, Scann, ScannSerial, PgvectorHnsw,
+SQL_SYSTEMS = {cls.name: cls for cls in (Exact, Scann, ScannSerial, ScannAnnoy, PgvectorHnsw,
                                          PgvectorIvfflat, Ceiling)}

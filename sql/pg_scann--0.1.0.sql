@@ -43,8 +43,8 @@ CREATE OPERATOR <=> (
 );
 COMMENT ON OPERATOR <=>(real[], real[]) IS 'cosine distance';
 
--- The scann access method: IVF lists of 4-bit product-quantization codes scanned with
--- FastScan, then exact re-ranking from the table.  See README.md for options and GUCs.
+-- The scann access method: lists (IVF's k-means partitions, or annoy's tree leaves) of 4-bit
+-- product-quantization codes scanned with FastScan, then exact re-ranking from the table.  See README.md for options and GUCs.
 CREATE FUNCTION scann_handler(internal) RETURNS index_am_handler
     AS 'MODULE_PATHNAME' LANGUAGE C;
 
@@ -65,12 +65,14 @@ CREATE OPERATOR CLASS cosine_ops FOR TYPE real[] USING scann AS
     OPERATOR 1 <=> (real[], real[]) FOR ORDER BY float_ops,
     FUNCTION 1 cosine_distance(real[], real[]);
 
--- What a scann index holds, read from its pages: the options frozen at build, the rows it
--- was built on, the slots holding a row (dead rows included until VACUUM removes them),
--- the free slots, the smallest and largest list and the empty lists, the index's pages.
--- Needs SELECT on the indexed table.
+-- What a scann index holds, read from its pages: the variant and the options frozen at build
+-- (annoy's trees and the table rows per leaf it aimed at; null for ivf), the rows it was built
+-- on, the slots holding a row (dead rows included until VACUUM removes them; annoy files a row
+-- in one leaf of every tree), the free slots, the smallest and largest list (annoy: leaf) and
+-- the empty ones, the index's pages.  Needs SELECT on the indexed table.
 CREATE FUNCTION scann_index_info(index regclass,
-    OUT trained boolean, OUT metric text, OUT dims integer, OUT lists integer,
+    OUT trained boolean, OUT variant text, OUT metric text, OUT dims integer,
+    OUT lists integer, OUT trees integer, OUT leaf_size integer,
     OUT dims_per_subspace integer, OUT sample_rows integer, OUT build_rows float8,
     OUT entries bigint, OUT free_slots bigint, OUT smallest_list bigint,
     OUT largest_list bigint, OUT empty_lists bigint, OUT pages bigint)

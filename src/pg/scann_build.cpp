@@ -178,6 +178,7 @@ struct BuildState {
 // The partition model as the build has it so far.
 PartitionModel Model(const BuildState* bs) {
   PartitionModel model;
+  model.index = bs->index;
   model.dims = bs->dims;
   model.lists = bs->opts.lists;
   model.fanout = bs->fanout;

@@ -2,6 +2,7 @@
 // when it needs a REINDEX (built untrained, grown far past its build, lists lopsided).
 #include "pg/scann_index.h"
 #include "pg/scann_list.h"
+#include "pg/scann_variant.h"
 
 extern "C" {
 #include "access/htup_details.h"
@@ -78,7 +79,9 @@ extern "C" {
 
 PG_FUNCTION_INFO_V1(scann_index_info);
 
-// One row: the options frozen at build, and per-list counts of the slots on the pages.
+// One row: the variant and the options frozen at build (annoy's trees and leaf size, null for
+// IVF and for an untrained index, which has no forest), and per-list counts of the slots on
+// the pages (for annoy, a row fills a slot in one leaf of every tree).
 Datum scann_index_info(PG_FUNCTION_ARGS) {
   using namespace scann::pg;
   TupleDesc desc;
@@ -107,21 +110,27 @@ Datum scann_index_info(PG_FUNCTION_ARGS) {
   const int64 pages = RelationGetNumberOfBlocks(index);
   relation_close(index, AccessShareLock);
 
-  Datum values[13];
-  bool nulls[13] = {};
+  const bool forest = meta.variant == uint16(Variant::kAnnoy) && meta.trained;
+  Datum values[16];
+  bool nulls[16] = {};
   values[0] = BoolGetDatum(meta.trained != 0);
-  values[1] = CStringGetTextDatum(MetricName(meta.metric));
-  values[2] = Int32GetDatum(int32(meta.dims));
-  values[3] = Int32GetDatum(int32(meta.lists));
-  values[4] = Int32GetDatum(int32(meta.dims_per_subspace));
-  values[5] = Int32GetDatum(int32(meta.sample_rows));
-  values[6] = Float8GetDatum(meta.build_rows);
-  values[7] = Int64GetDatum(entries);
-  values[8] = Int64GetDatum(free_slots);
-  values[9] = Int64GetDatum(smallest);
-  values[10] = Int64GetDatum(largest);
-  values[11] = Int64GetDatum(empty);
-  values[12] = Int64GetDatum(pages);
+  values[1] = CStringGetTextDatum(VariantOf(meta).name);
+  values[2] = CStringGetTextDatum(MetricName(meta.metric));
+  values[3] = Int32GetDatum(int32(meta.dims));
+  values[4] = Int32GetDatum(int32(meta.lists));
+  values[5] = Int32GetDatum(int32(meta.variant_words[kAnnoyWordTrees]));
+  nulls[5] = !forest;
+  values[6] = Int32GetDatum(int32(meta.variant_words[kAnnoyWordLeafSize]));
+  nulls[6] = !forest;
+  values[7] = Int32GetDatum(int32(meta.dims_per_subspace));
+  values[8] = Int32GetDatum(int32(meta.sample_rows));
+  values[9] = Float8GetDatum(meta.build_rows);
+  values[10] = Int64GetDatum(entries);
+  values[11] = Int64GetDatum(free_slots);
+  values[12] = Int64GetDatum(smallest);
+  values[13] = Int64GetDatum(largest);
+  values[14] = Int64GetDatum(empty);
+  values[15] = Int64GetDatum(pages);
   PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
 

@@ -123,8 +123,9 @@ struct ScannMetaPage {
   BlockNumber partition_start;
   uint32 partition_pages;
   uint32 partition_bytes;
-  // The variant's options as resolved at build, and room for its state (scann_variant.h says
-  // what each variant keeps here).
+  // The variant's options as resolved at build, and room for its state.  IVF: all 0.  annoy
+  // (scann_variant.h, AnnoyWord): [0] trees, [1] table rows per leaf the build aimed at
+  // (leaf_size, after defaults and bounds), [2] sample rows a leaf may hold; the rest 0.
   uint32 variant_words[16];
 };
 
