@@ -84,3 +84,134 @@ CREATE FUNCTION scann_index_info(index regclass,
 CREATE FUNCTION scann_guard_selftest(mode text) RETURNS bigint
     AS 'MODULE_PATHNAME', 'scann_guard_selftest'
     LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
+-- The k-nearest-neighbour query of a partitioned table whose partitions may live on other
+-- servers (postgres_fdw foreign tables): one branch per leaf partition, each asking for
+-- its own k nearest rows, grouped by distance so that postgres_fdw ships the distance
+-- expression, the ORDER BY and the LIMIT to the shard and brings back only distances and
+-- ids (PostgreSQL 15 ships a computed output column only inside a grouping); the branches
+-- form one Append that runs foreign scans asynchronously, and the coordinator merges
+-- k rows per partition.  $1 is the query vector; filter, if given, is SQL added to every
+-- branch as WHERE (filter).  See README.md, "Scaling out".
+CREATE FUNCTION scann_knn_query(partitioned regclass, vector_column name, k integer,
+    operator text DEFAULT '<->', id_column name DEFAULT 'id', filter text DEFAULT NULL)
+RETURNS text LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    vec_type oid;
+    vec_typmod integer;
+    op_name text;
+    branches text[];
+    leaf record;
+BEGIN
+    IF partitioned IS NULL OR vector_column IS NULL OR k IS NULL OR operator IS NULL
+       OR id_column IS NULL THEN
+        RAISE EXCEPTION 'scann_knn_query: only filter may be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF k < 1 THEN
+        RAISE EXCEPTION 'scann_knn_query: k must be at least 1, got %', k
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT a.atttypid, a.atttypmod INTO vec_type, vec_typmod FROM pg_attribute a
+     WHERE a.attrelid = partitioned AND a.attname = vector_column AND NOT a.attisdropped
+       AND a.attnum > 0;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'scann_knn_query: column "%" of "%" does not exist',
+            vector_column, partitioned USING ERRCODE = 'undefined_column';
+    END IF;
+    PERFORM 1 FROM pg_attribute a WHERE a.attrelid = partitioned AND a.attname = id_column
+       AND NOT a.attisdropped AND a.attnum > 0;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'scann_knn_query: column "%" of "%" does not exist',
+            id_column, partitioned USING ERRCODE = 'undefined_column';
+    END IF;
+    SELECT format('OPERATOR(%I.%s)', n.nspname, o.oprname) INTO op_name
+      FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace
+     WHERE o.oprname = operator AND o.oprleft = vec_type AND o.oprright = vec_type;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'scann_knn_query: operator % does not exist for %', operator,
+            format_type(vec_type, NULL) USING ERRCODE = 'undefined_function';
+    END IF;
+    FOR leaf IN
+        SELECT c.oid, c.relkind, format('%I.%I', n.nspname, c.relname) AS name
+          FROM (SELECT relid, level, isleaf FROM pg_partition_tree(partitioned)
+                UNION ALL  -- a table that is not partitioned is its own only leaf
+                SELECT partitioned, 0, true
+                 WHERE NOT EXISTS (SELECT FROM pg_partition_tree(partitioned))) t
+          JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE t.isleaf AND c.relkind IN ('r', 'f') ORDER BY t.level, c.relname
+    LOOP
+        branches := branches || format(
+            '    (SELECT %I %s $1::%s AS distance, array_agg(%I) AS ids FROM ONLY %s%s'
+            || E'\n      GROUP BY 1 ORDER BY 1 LIMIT %s)',
+            vector_column, op_name, format_type(vec_type, vec_typmod), id_column,
+            leaf.name, CASE WHEN filter IS NULL THEN '' ELSE format(' WHERE (%s)', filter) END, k);
+        IF leaf.relkind = 'f' THEN
+            PERFORM @extschema@.scann_check_foreign_partition(leaf.oid);
+        END IF;
+    END LOOP;
+    IF branches IS NULL THEN
+        RAISE EXCEPTION 'scann_knn_query: "%" is not a table with rows to search', partitioned
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN format(E'WITH per_partition AS MATERIALIZED (\n%s)\n'
+        || E'SELECT ids.%I, per_partition.distance\n'
+        || E'  FROM per_partition, unnest(per_partition.ids) AS ids(%I)\n'
+        || E' ORDER BY per_partition.distance, ids.%I LIMIT %s',
+        array_to_string(branches, E'\n  UNION ALL\n'), id_column, id_column, id_column, k);
+END
+$$;
+COMMENT ON FUNCTION scann_knn_query(regclass, name, integer, text, name, text) IS
+    'SQL of a k-NN query over every partition of a (sharded) table; $1 = the query vector';
+
+-- Warns about a postgres_fdw partition whose options keep scann_knn_query's plan from
+-- pushing the work to its server: the operator must be shippable (pg_scann in the
+-- server's extensions), remote estimates let PostgreSQL 15 choose the remote grouping, a
+-- per-row cost of 0.2 keeps a plan that fetches every row from looking cheap, and
+-- async_capable lets the shards run at the same time.
+CREATE FUNCTION scann_check_foreign_partition(partition regclass) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    server_name name;
+    opts jsonb;
+BEGIN
+    SELECT s.srvname INTO server_name
+      FROM pg_foreign_table f JOIN pg_foreign_server s ON s.oid = f.ftserver
+     WHERE f.ftrelid = partition;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '"%" is not a foreign table', partition USING ERRCODE = 'wrong_object_type';
+    END IF;
+    -- A table's option overrides its server's: jsonb keeps the last value of a key.
+    SELECT coalesce(jsonb_object_agg(o.option_name, o.option_value ORDER BY o.level), '{}')
+      INTO opts
+      FROM pg_foreign_table f JOIN pg_foreign_server s ON s.oid = f.ftserver,
+           LATERAL (SELECT 1 AS level, * FROM pg_options_to_table(s.srvoptions)
+                    UNION ALL SELECT 2, * FROM pg_options_to_table(f.ftoptions)) o
+     WHERE f.ftrelid = partition;
+    IF NOT coalesce('pg_scann' = ANY (string_to_array(replace(opts->>'extensions', ' ', ''), ',')),
+                    false) THEN
+        RAISE WARNING 'foreign partition % cannot ship the distance operator to server %',
+            partition, server_name
+            USING HINT = format('ALTER SERVER %I OPTIONS (ADD extensions ''pg_scann'')', server_name);
+    END IF;
+    IF NOT coalesce((opts->>'use_remote_estimate')::boolean, false) THEN
+        RAISE WARNING 'foreign partition % does not use remote estimates: its rows would come back with their vectors',
+            partition
+            USING HINT = format('ALTER SERVER %I OPTIONS (ADD use_remote_estimate ''true'')', server_name);
+    END IF;
+    IF coalesce((opts->>'fdw_tuple_cost')::float8, 0.01) < 0.2 THEN
+        RAISE WARNING 'foreign partition % charges less than 0.2 per row fetched: a plan fetching all its rows with their vectors may look cheapest',
+            partition
+            USING HINT = format('ALTER SERVER %I OPTIONS (ADD fdw_tuple_cost ''0.2''), PostgreSQL 17''s default', server_name);
+    END IF;
+    IF NOT coalesce((opts->>'async_capable')::boolean, false) THEN
+        RAISE WARNING 'foreign partition % is not async_capable: it would be scanned after the other partitions, not with them',
+            partition
+            USING HINT = format('ALTER SERVER %I OPTIONS (ADD async_capable ''true'')', server_name);
+    END IF;
+END
+$$;

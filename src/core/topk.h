@@ -23,6 +23,7 @@ class BasicTopK {
   struct Entry {
     Score score;
     uint64_t id;
+    uint64_t aux;  // carried along, not compared (where a scan finds the row's record)
   };
 
   BasicTopK() = default;
@@ -36,7 +37,7 @@ class BasicTopK {
     buf_.clear();
     buf_.reserve(cap_);
     bounded_ = k == 0;
-    bound_ = Entry{Lowest(), 0};
+    bound_ = Entry{Lowest(), 0, 0};
   }
 
   size_t k() const { return k_; }
@@ -54,10 +55,10 @@ class BasicTopK {
   uint64_t ThresholdId() const { return bound_.id; }
 
   // Offers one pair, in amortized O(1); NaN scores are ignored.
-  void Push(Score score, uint64_t id) {
+  void Push(Score score, uint64_t id, uint64_t aux = 0) {
     if constexpr (std::is_floating_point_v<Score>)
       if (std::isnan(score)) return;
-    const Entry e{score, id};
+    const Entry e{score, id, aux};
     if (bounded_ && !Less(e, bound_)) return;
     buf_.push_back(e);
     if (!bounded_ && buf_.size() == k_) {
@@ -106,7 +107,7 @@ class BasicTopK {
   size_t cap_ = 0;
   std::vector<Entry> buf_;
   bool bounded_ = true;
-  Entry bound_{Lowest(), 0};
+  Entry bound_{Lowest(), 0, 0};
 };
 
 using TopK = BasicTopK<float>;

@@ -78,7 +78,10 @@ void CostEstimate(PlannerInfo* root, IndexPath* path, double loop_count, Cost* s
   // Codes are scored many per instruction: charge a fraction of a tuple's CPU cost.
   costs.indexTotalCost -= costs.numIndexTuples * cpu_index_tuple_cost * 0.75;
   double reorder = meta.trained ? std::min<double>(g_reorder, tuples) : tuples;
-  costs.indexTotalCost += reorder * (random_page_cost * 0.25 + cpu_operator_cost * meta.dims / 4);
+  if (meta.record_bytes > 0)  // re-ranked from records in the index pages: no heap reads
+    costs.indexTotalCost += reorder * cpu_operator_cost * meta.dims / 16;
+  else
+    costs.indexTotalCost += reorder * (random_page_cost * 0.25 + cpu_operator_cost * meta.dims / 4);
   *startup_cost = costs.indexTotalCost;
   *total_cost = costs.indexTotalCost;
   *selectivity = costs.indexSelectivity;

@@ -96,6 +96,7 @@ struct ParallelShared {
   uint32 fanout;
   BlockNumber partition_start;  // InvalidBlockNumber: none
   uint32 partition_bytes;
+  BlockNumber sq8_start;  // InvalidBlockNumber: no re-ranking records
   ConditionVariable done_cv;
   slock_t mutex;
   int done;                  // participants whose run is sorted
@@ -153,8 +154,13 @@ struct BuildState {
   uint32 partition_pages;
   float* vec;
   float* residual;
-  uint8_t* codes;
+  uint8_t* codes;  // the row's 4-bit codes (code_bytes), then its record (record_bytes)
   uint32 code_bytes;
+  // Re-ranking records (rerank = 'sq8'): the scalar quantizer and where its stream went.
+  ScalarQuantizer* sq;
+  uint32 record_bytes;
+  BlockNumber sq8_start;
+  uint32 sq8_pages;
   Tuplesortstate* sort;
   // Rows of a trained build wait in a chunk so that their lists are found together, by
   // AssignNearest's blocked kernel (faster than one row against every centroid at a time).
@@ -242,14 +248,15 @@ constexpr size_t kSortKeyBytes = 10;
 constexpr uint32 kChunkRows = 4096;
 constexpr size_t kChunkBytes = 8 << 20;
 
-// The sort record of one row: its list and TID (the key), then bs->codes.
+// The sort record of one row: its list and TID (the key), then bs->codes (its codes and
+// its re-ranking record).
 void PutRecord(BuildState* bs, uint32 list, ItemPointer tid) {
-  size_t len = VARHDRSZ + kSortKeyBytes + bs->code_bytes;
+  size_t len = VARHDRSZ + kSortKeyBytes + bs->code_bytes + bs->record_bytes;
   bytea* rec = static_cast<bytea*>(palloc(len));
   SET_VARSIZE(rec, len);
   uint8_t* p = reinterpret_cast<uint8_t*>(VARDATA(rec));
   PutSortKey(p, list, tid);
-  std::memcpy(p + kSortKeyBytes, bs->codes, bs->code_bytes);
+  std::memcpy(p + kSortKeyBytes, bs->codes, bs->code_bytes + bs->record_bytes);
   tuplesort_putdatum(bs->sort, PointerGetDatum(rec), false);
   pfree(rec);
 }
@@ -260,6 +267,8 @@ void FlushChunk(BuildState* bs) {
   if (n == 0) return;
   bs->partitioner->assign(Model(bs), bs->chunk, n, bs->chunk_lists);
   for (uint32 i = 0; i < n; i++) {
+    if (bs->record_bytes > 0)
+      EncodeRecord(bs->sq, bs->chunk + size_t(i) * bs->dims, bs->codes + bs->code_bytes);
     for (uint32 t = 0; t < bs->fanout; t++) {
       const uint32 list = uint32(bs->chunk_lists[size_t(i) * bs->fanout + t]);
       EncodeInList(bs->pq, bs->centroids, bs->dims, list, bs->chunk + size_t(i) * bs->dims,
@@ -368,6 +377,10 @@ void Train(BuildState* bs) {
   pq_opts.seed = kSeed;
   pq_opts.check_interrupts = CheckInterrupts;
   bs->pq = NewInContext<ProductQuantizer>(CurrentMemoryContext, dims, pq_opts);
+  if (bs->opts.rerank == Rerank::kSq8) {
+    bs->sq = NewInContext<ScalarQuantizer>(CurrentMemoryContext);
+    bs->record_bytes = RecordBytes(uint32(dims));
+  }
   CppGuard([&] {
     std::vector<float> residuals(size_t(n) * dims);
     for (uint32 i = 0; i < n; i++) {
@@ -377,6 +390,8 @@ void Train(BuildState* bs) {
     }
     const size_t kept = DropOutlierRows(residuals.data(), bs->sample, n, dims);
     bs->pq->Train(residuals.data(), bs->sample, kept);
+    // The records' ranges, on the same rows (an outlier would stretch every step).
+    if (bs->sq) bs->sq->Train(bs->sample, kept, dims);
   });
   pfree(assign);
   pfree(bs->sample);
@@ -388,7 +403,8 @@ void BeginEncoding(BuildState* bs) {
   int dims = Max(bs->dims, 1);
   if (bs->vec == nullptr) bs->vec = static_cast<float*>(palloc(sizeof(float) * dims));
   bs->residual = static_cast<float*>(palloc(sizeof(float) * dims));
-  bs->codes = static_cast<uint8_t*>(palloc0(std::max<uint32>(bs->code_bytes, 1)));
+  bs->codes =
+      static_cast<uint8_t*>(palloc0(std::max<uint32>(bs->code_bytes + bs->record_bytes, 1)));
   if (bs->trained) {
     bs->chunk_cap = uint32(std::max<size_t>(
         1, std::min<size_t>(kChunkRows, kChunkBytes / (sizeof(float) * size_t(dims)))));
@@ -487,6 +503,7 @@ void BeginParallel(BuildState* bs) {
   shared->fanout = bs->fanout;
   shared->partition_start = bs->partition_start;
   shared->partition_bytes = bs->partition_bytes;
+  shared->sq8_start = bs->sq8_start;
   ConditionVariableInit(&shared->done_cv);
   SpinLockInit(&shared->mutex);
   shared->done = 0;
@@ -586,9 +603,9 @@ void WriteLists(BuildState* bs, const ScannMetaPage& meta, ScannListEntry* entri
     if (int64(list) != current) {
       if (current >= 0) FinishList(&packer, &writer, &entries[current]);
       current = list;
-      ChainWriterInit(&writer, bs->index, bs->fork, meta.block_units);
+      ChainWriterInit(&writer, bs->index, bs->fork, meta);
     }
-    if (BlockPackerAdd(&packer, &tid, p + kSortKeyBytes)) ChainWriterAppend(&writer, packer.block);
+    BlockPackerAdd(&packer, &writer, &tid, p + kSortKeyBytes, p + kSortKeyBytes + meta.subspaces);
     pfree(DatumGetPointer(value));
     if (++written % 1024 == 0) {
       pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, written);
@@ -612,6 +629,10 @@ void WriteModel(BuildState* bs) {
   if (bs->trained && bs->partition_bytes > 0)
     bs->partition_start =
         WriteStream(bs->index, bs->fork, bs->partition, bs->partition_bytes, &bs->partition_pages);
+  bs->sq8_start = InvalidBlockNumber;
+  if (bs->trained && bs->sq)
+    bs->sq8_start = WriteStream(bs->index, bs->fork, bs->sq->params(),
+                                sizeof(float) * bs->sq->param_floats(), &bs->sq8_pages);
 }
 
 // Writes everything after the model streams; returns the metapage to store in block 0.
@@ -625,7 +646,12 @@ ScannMetaPage WriteIndex(BuildState* bs) {
   meta.lists = bs->opts.lists;
   meta.dims_per_subspace = bs->opts.dims_per_subspace;
   meta.subspaces = bs->trained ? bs->pq->num_subspaces() : 0;
-  meta.block_units = BlockUnits(meta.subspaces);
+  meta.rerank = uint16(bs->record_bytes > 0 ? Rerank::kSq8 : Rerank::kHeap);
+  meta.record_bytes = bs->record_bytes;
+  meta.locator_units = bs->record_bytes > 0 ? LocatorUnits(bs->record_bytes) : 0;
+  meta.sq8_start = bs->sq8_start;
+  meta.sq8_pages = bs->sq8_pages;
+  meta.block_units = BlockUnits(meta.subspaces, meta.locator_units);
   meta.trained = bs->trained;
   meta.anisotropic_threshold = bs->opts.anisotropic_threshold;
   meta.sample_rows = bs->sample_rows;
@@ -677,6 +703,7 @@ void InitBuildState(BuildState* bs, Relation heap, Relation index, IndexInfo* in
   bs->partitioner = VariantOf(bs->opts.variant).partitioner;
   bs->fanout = 1;
   bs->partition_start = InvalidBlockNumber;
+  bs->sq8_start = InvalidBlockNumber;
   bs->row_cxt =
       AllocSetContextCreate(CurrentMemoryContext, "scann build row", ALLOCSET_DEFAULT_SIZES);
   bs->report_progress = true;
@@ -818,6 +845,12 @@ void scann_parallel_build_main(dsm_segment* seg, shm_toc* toc) {
       CurrentMemoryContext, shared->dims,
       EncodingOptions(shared->dims_per_subspace, shared->anisotropic_threshold), codebooks);
   bs.code_bytes = bs.pq->num_subspaces();
+  if (shared->sq8_start != InvalidBlockNumber) {
+    float* params = static_cast<float*>(palloc(sizeof(float) * 2 * size_t(shared->dims)));
+    ReadStream(index, shared->sq8_start, params, sizeof(float) * 2 * size_t(shared->dims));
+    bs.sq = NewInContext<scann::ScalarQuantizer>(CurrentMemoryContext, shared->dims, params);
+    bs.record_bytes = RecordBytes(uint32(shared->dims));
+  }
   BeginEncoding(&bs);
   EncodeShare(&bs, shared->sort_mem, false);
 

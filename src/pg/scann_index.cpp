@@ -146,19 +146,23 @@ const IndexState* GetIndexState(Relation index) {
   size_t norm_floats = meta.trained ? meta.lists : 0;
   const size_t partition_bytes =
       meta.partition_start != InvalidBlockNumber ? meta.partition_bytes : 0;
+  const size_t sq8_floats = meta.record_bytes > 0 ? 2 * size_t(meta.dims) : 0;
   char* mem = static_cast<char*>(MemoryContextAllocHuge(
-      index->rd_indexcxt, MAXALIGN(sizeof(IndexState)) +
-                              (centroid_floats + codebook_floats + norm_floats) * sizeof(float) +
-                              sizeof(BlockNumber) * meta.lists + MAXALIGN(partition_bytes)));
+      index->rd_indexcxt,
+      MAXALIGN(sizeof(IndexState)) +
+          (centroid_floats + codebook_floats + norm_floats + sq8_floats) * sizeof(float) +
+          sizeof(BlockNumber) * meta.lists + MAXALIGN(partition_bytes)));
   IndexState* state = reinterpret_cast<IndexState*>(mem);
   float* centroids = reinterpret_cast<float*>(mem + MAXALIGN(sizeof(IndexState)));
   float* codebooks = centroids + centroid_floats;
   float* norms = codebooks + codebook_floats;
-  BlockNumber* list_first = reinterpret_cast<BlockNumber*>(norms + norm_floats);
+  float* sq8 = norms + norm_floats;
+  BlockNumber* list_first = reinterpret_cast<BlockNumber*>(sq8 + sq8_floats);
   char* partition = reinterpret_cast<char*>(list_first + meta.lists);
   ReadStream(index, meta.centroid_start, centroids, centroid_floats * sizeof(float));
   ReadStream(index, meta.codebook_start, codebooks, codebook_floats * sizeof(float));
   if (partition_bytes > 0) ReadStream(index, meta.partition_start, partition, partition_bytes);
+  if (sq8_floats > 0) ReadStream(index, meta.sq8_start, sq8, sq8_floats * sizeof(float));
   // The directory is read once, only for the first pages; it is not kept.
   ScannListEntry* entries =
       static_cast<ScannListEntry*>(palloc(sizeof(ScannListEntry) * Max(meta.lists, 1u)));
@@ -173,6 +177,7 @@ const IndexState* GetIndexState(Relation index) {
   state->list_first = list_first;
   state->norms = meta.trained ? norms : nullptr;
   state->partition = partition_bytes > 0 ? partition : nullptr;
+  state->sq8 = sq8_floats > 0 ? sq8 : nullptr;
   index->rd_amcache = state;
   return state;
 }
@@ -202,6 +207,7 @@ struct CachedQuantizer {
   Oid relid;
   RelFileNode node;
   std::unique_ptr<ProductQuantizer> pq;
+  std::unique_ptr<ScalarQuantizer> sq;  // with re-ranking records only
 };
 
 std::vector<CachedQuantizer>* g_quantizers = nullptr;
@@ -238,9 +244,20 @@ const ProductQuantizer* GetQuantizer(Relation index) {
     auto pq = std::make_unique<ProductQuantizer>(
         int(meta.dims), EncodingOptions(meta.dims_per_subspace, meta.anisotropic_threshold),
         state->codebooks);
-    g_quantizers->push_back({RelationGetRelid(index), index->rd_node, std::move(pq)});
+    std::unique_ptr<ScalarQuantizer> sq;
+    if (state->sq8) sq = std::make_unique<ScalarQuantizer>(int(meta.dims), state->sq8);
+    g_quantizers->push_back(
+        {RelationGetRelid(index), index->rd_node, std::move(pq), std::move(sq)});
     return g_quantizers->back().pq.get();
   });
+}
+
+const ScalarQuantizer* GetScalarQuantizer(Relation index) {
+  GetQuantizer(index);  // loads the entry
+  for (const CachedQuantizer& c : *g_quantizers)
+    if (c.relid == RelationGetRelid(index) && RelFileNodeEquals(c.node, index->rd_node))
+      return c.sq.get();
+  return nullptr;
 }
 
 BlockNumber ListFirstPage(Relation index, uint32 list) {

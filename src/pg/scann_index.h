@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "core/pq.h"
+#include "core/sq8.h"
 #include "pg/guard.h"
 #include "pg/scann_page.h"
 
@@ -32,12 +33,18 @@ struct IndexState {
   const float* norms;
   // The variant's own structure stream (meta.partition_bytes bytes), or nullptr.
   const char* partition;
+  // The scalar quantizer's parameters (2 x dims floats), or nullptr without records.
+  const float* sq8;
 };
 
 // The index's product quantizer (codebooks and, for inserts, its score-aware encoding
 // options), kept per backend and dropped by relcache invalidation.  Only for trained
 // indexes; valid until the next call that can process invalidations.
 const ProductQuantizer* GetQuantizer(Relation index);
+
+// The index's 8-bit scalar quantizer (re-ranking records), kept like GetQuantizer's; only
+// for indexes with records (meta.record_bytes > 0).
+const ScalarQuantizer* GetScalarQuantizer(Relation index);
 
 // The quantizer options that encoding depends on, from the options the build resolved (and
 // froze in the metapage): the build's participants and later inserts encode with these.

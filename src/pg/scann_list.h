@@ -3,6 +3,7 @@
 #pragma once
 
 #include "core/pq.h"
+#include "core/sq8.h"
 #include "pg/scann_index.h"
 
 extern "C" {
@@ -11,46 +12,56 @@ extern "C" {
 
 namespace scann::pg {
 
-// Collects up to 32 (TID, codes) pairs and packs them into one block image.
+// Collects up to 32 rows (TID, codes, re-ranking record) and packs them into one block image.
 struct BlockPacker {
   uint32 subspaces;
   uint32 block_units;
+  uint32 code_unit;
+  uint32 record_bytes;  // 0: no records (rerank = 'heap')
   int count;
   ItemPointerData tids[32];
-  uint8_t* codes;  // 32 x subspaces, one code per byte
-  uint8_t* block;  // block_units x 32 bytes
+  uint8_t* codes;    // 32 x subspaces, one code per byte
+  uint8_t* records;  // 32 x record_bytes
+  uint8_t* block;    // block_units x 32 bytes
 };
 
-void BlockPackerInit(BlockPacker* packer, const ScannMetaPage& meta);
-// Adds one pair; true when the block is full and packed into packer->block.
-bool BlockPackerAdd(BlockPacker* packer, ItemPointer tid, const uint8_t* codes);
-
-// Appends block images to one list's chain during build (pages logged by the caller).
+// Writes one list's chain and its blocks' record runs during build (the pages are logged by
+// the caller's newpage range).
 struct ChainWriter {
   Relation index;
   ForkNumber fork;
   uint32 block_units;
+  uint32 record_bytes;
   Buffer current;
+  Buffer records;  // the record page runs go to while they fit there
   BlockNumber first;
   BlockNumber last_home;  // home page of the last block
 };
 
-void ChainWriterInit(ChainWriter* writer, Relation index, ForkNumber fork, uint32 block_units);
-void ChainWriterAppend(ChainWriter* writer, const uint8_t* block);
-// Flushes a partial block, releases the last page and fills the list's directory entry.
+void BlockPackerInit(BlockPacker* packer, const ScannMetaPage& meta);
+void ChainWriterInit(ChainWriter* writer, Relation index, ForkNumber fork,
+                     const ScannMetaPage& meta);
+// Adds one row (record: record_bytes bytes, or null without records); every 32nd appends the
+// block to the chain.
+void BlockPackerAdd(BlockPacker* packer, ChainWriter* writer, ItemPointer tid, const uint8_t* codes,
+                    const uint8_t* record);
+// Appends a partial last block, releases the last pages and fills the list's directory entry.
 void FinishList(BlockPacker* packer, ChainWriter* writer, ScannListEntry* entry);
 // Overwrites the directory stream written at build with the final entries.
 void WriteDirectory(Relation index, ForkNumber fork, const ScannMetaPage& meta,
                     const ScannListEntry* entries);
 
+// The re-ranking record of vec: its error bound, then its 8-bit codes (scann_page.h).
+void EncodeRecord(const ScalarQuantizer* sq, const float* vec, uint8_t* record);
+
 // The codes of vec's residual to the centroid of `list`.
 void EncodeInList(const ProductQuantizer* pq, const float* centroids, int dims, uint32 list,
                   const float* vec, float* residual, uint8_t* codes);
 
-// Adds one vector (its codes, one byte per subspace) to a list, WAL-logged, following the
-// locking protocol of scann_page.h.
+// Adds one row (its codes, one byte per subspace, and its re-ranking record or null) to a
+// list, WAL-logged, following the locking protocol of scann_page.h.
 void InsertIntoList(Relation index, const ScannMetaPage& meta, uint32 list, ItemPointer tid,
-                    const uint8_t* codes);
+                    const uint8_t* codes, const uint8_t* record);
 
 // The TID of slot `slot` in a block starting at `block` (its first unit).
 inline ItemPointer SlotTid(uint8_t* block, int slot) {
@@ -74,6 +85,14 @@ void ForEachListPage(Relation index, const ScannMetaPage& meta, int lock_mode, V
       UnlockReleaseBuffer(buf);
     }
   }
+}
+
+// Calls fn(block's first unit) for every block whose home is `page` (a kList page).
+template <typename Fn>
+void ForEachBlock(const ScannMetaPage& meta, Page page, Fn fn) {
+  const uint32 s = meta.block_units, used = PageUnits(page);
+  const uint32 step = s <= kUnitsPerPage ? s : used + 1;
+  for (uint32 u = 0; u + Min(s, kUnitsPerPage) <= used; u += step) fn(PageUnit(page, u));
 }
 
 // Calls fn(slot TID pointer) for every slot of the blocks whose home is `page` (a kList

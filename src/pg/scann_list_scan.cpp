@@ -120,10 +120,11 @@ inline bool AfterFloor(const ListScan* ls, int64 key, uint64 id) {
   return !ls->has_floor || key > ls->floor_key || (key == ls->floor_key && id > ls->floor_id);
 }
 
-// Offers the slots of `nblocks` scored blocks (TIDs at tid_blocks + b * stride) of a list
-// whose keys are offset + score, those that can enter the batch: all while it is not full,
-// then those whose key is at most the batch's threshold, an exact integer test.
-void OfferBlocks(ScanContext* sc, ListScan* ls, const uint8_t* tid_blocks, size_t stride,
+// Offers the slots of `nblocks` scored blocks (block b's TIDs, then its record locator, at
+// blocks + b * stride) of a list whose keys are offset + score, those that can enter the
+// batch: all while it is not full, then those whose key is at most the batch's threshold,
+// an exact integer test.  Each carries the address of its re-ranking record (0 without).
+void OfferBlocks(ScanContext* sc, ListScan* ls, const uint8_t* blocks, size_t stride,
                  uint32 nblocks, int64 offset) {
   KeyTopK* topk = sc->topk;
   const uint32 n = nblocks * 32;
@@ -140,19 +141,25 @@ void OfferBlocks(ScanContext* sc, ListScan* ls, const uint8_t* tid_blocks, size_
   }
   for (uint32 j = 0; j < count; j++) {
     const uint32 i = every_slot ? j : ls->selected[j];
+    const uint8_t* block = blocks + size_t(i / 32) * stride;
     ItemPointerData tid;
-    std::memcpy(&tid, tid_blocks + size_t(i / 32) * stride + (i % 32) * kTidBytes, kTidBytes);
+    std::memcpy(&tid, block + (i % 32) * kTidBytes, kTidBytes);
     if (!ItemPointerIsValid(&tid)) continue;
     const int64 key = offset + ls->scores[i];
     const uint64 id = TidToId(&tid);
-    if (AfterFloor(ls, key, id)) topk->Push(key, id);
+    if (!AfterFloor(ls, key, id)) continue;
+    const uint32 record_bytes = sc->meta.record_bytes;
+    topk->Push(key, id,
+               record_bytes
+                   ? RecordAddress(block + kTidUnits * kUnitBytes, record_bytes, int(i % 32))
+                   : 0);
   }
 }
 
 // Scores one list of the ring: whole blocks page by page, or one block over its pages.
 void ScoreList(ScanContext* sc, ListScan* ls, uint32 ring_index) {
   const ScannMetaPage& meta = sc->meta;
-  const uint32 s = meta.block_units, pairs = (meta.subspaces + 1) / 2;
+  const uint32 s = meta.block_units, pairs = (meta.subspaces + 1) / 2, code = CodeUnit(meta);
   const uint8_t* qlut = nullptr;
   int64 offset = 0;
   if (meta.subspaces > 0) {
@@ -161,7 +168,8 @@ void ScoreList(ScanContext* sc, ListScan* ls, uint32 ring_index) {
   }
   const FastScanKernels& k = FastScanKernelsActive();
   const BlockNumber first = ListFirstPage(sc->index, uint32(ls->ring[ring_index]));
-  uint8_t tids[32 * kTidBytes];
+  // A spanning block's TIDs and locator, copied from its home page.
+  uint8_t head[(kTidUnits + kMaxLocatorUnits) * kUnitBytes];
   uint32 block_unit = 0;  // position inside a block that spans pages
   for (BlockNumber blkno = first; blkno != InvalidBlockNumber;) {
     Buffer buf = ReadBufferRecent(sc->index, blkno);
@@ -173,23 +181,23 @@ void ScoreList(ScanContext* sc, ListScan* ls, uint32 ring_index) {
       if (nblocks > 0) {
         std::memset(ls->scores, 0, sizeof(uint16) * 32 * nblocks);
         if (pairs > 0)
-          k.accumulate_blocks(PageUnit(page, kTidUnits), nblocks, s * kUnitBytes, int(pairs), qlut,
+          k.accumulate_blocks(PageUnit(page, code), nblocks, s * kUnitBytes, int(pairs), qlut,
                               ls->scores);
         OfferBlocks(sc, ls, PageUnit(page, 0), s * kUnitBytes, nblocks, offset);
       }
     } else {
       if (PageOpaque(page)->type == uint16(PageType::kList)) {
         std::memset(ls->scores, 0, sizeof(uint16) * 32);
-        std::memcpy(tids, PageUnit(page, 0), sizeof(tids));
+        std::memcpy(head, PageUnit(page, 0), size_t(code) * kUnitBytes);
         block_unit = 0;
       }
-      uint32 first_code = Max(block_unit, kTidUnits);  // first code unit of the block here
-      if (used > 0 && block_unit + used > kTidUnits)
+      uint32 first_code = Max(block_unit, code);  // first code unit of the block here
+      if (used > 0 && block_unit + used > code)
         k.accumulate_blocks(PageUnit(page, first_code - block_unit), 1, 0,
                             int(block_unit + used - first_code),
-                            qlut + size_t(first_code - kTidUnits) * kUnitBytes, ls->scores);
+                            qlut + size_t(first_code - code) * kUnitBytes, ls->scores);
       block_unit += used;
-      if (block_unit == s) OfferBlocks(sc, ls, tids, 0, 1, offset);
+      if (block_unit == s) OfferBlocks(sc, ls, head, 0, 1, offset);
     }
     blkno = PageOpaque(page)->next;
     UnlockReleaseBuffer(buf);

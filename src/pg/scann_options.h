@@ -18,6 +18,7 @@ struct ScannRelOptions {
   int sample;                    // training rows; 0: chosen at build
   double anisotropic_threshold;  // ScaNN's T for ip/cosine; 0 disables
   int variant_offset;            // string option "variant"
+  int rerank_offset;             // string option "rerank"; 0 when not set
   int trees;                     // annoy: trees in the forest; -1: not set
   int leaf_size;                 // annoy: table rows per leaf; 0: chosen at build; -1: not set
 };
@@ -69,10 +70,16 @@ struct BuildOptions {
   uint32 sample;
   float anisotropic_threshold;
   Variant variant;
+  Rerank rerank;
 };
 
 // The variant an index is built as (its `variant` option).
 Variant IndexVariant(Relation index);
+
+// What re-ranks an index's candidates: its `rerank` option, or by default sq8 for rows the
+// table stores out of line (TOAST) and heap for narrower ones; sq8 needs a record to fit a
+// page (an error if the user asked for it on wider rows).
+Rerank ResolveRerank(Relation index, int dims);
 
 // Resolves options for a build over an estimated `rows` rows of `dims` dimensions.
 BuildOptions ResolveBuildOptions(Relation index, Metric metric, double rows, int dims);

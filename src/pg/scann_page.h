@@ -5,14 +5,28 @@
 // and the list directory (one ScannListEntry per list), each on consecutive pages written
 // once at build.  List pages come after them, one chain per list linked by `next`.
 //
-// A list holds 32-vector FastScan blocks.  A block is S = kTidUnits + pairs 32-byte units:
-// the 32 slots' heap TIDs (6 bytes each, 192 bytes = 6 units), then the packed 4-bit codes,
-// one unit per pair of subspaces (src/core/fastscan.h).  A free slot has an invalid TID
-// (all zero bytes); its code bytes mean nothing.  When S fits in a page, a page holds
-// floor(kUnitsPerPage / S) whole blocks; otherwise one block spans ceil(S / kUnitsPerPage)
-// consecutive pages of the chain: the first (its "home") holds the TIDs and the first
-// codes, the following pages only codes.
+// A list holds 32-vector FastScan blocks.  A block is S = kTidUnits + L + pairs 32-byte
+// units: the 32 slots' heap TIDs (6 bytes each, 192 bytes = 6 units), then L units locating
+// the slots' re-ranking records (below; L = 0 with rerank = 'heap'), then the packed 4-bit
+// codes, one unit per pair of subspaces (src/core/fastscan.h).  A free slot has an invalid
+// TID (all zero bytes); its code bytes and record mean nothing.  When S fits in a page, a page
+// holds floor(kUnitsPerPage / S) whole blocks; otherwise one block spans
+// ceil(S / kUnitsPerPage) consecutive pages of the chain: the first (its "home") holds the
+// TIDs, the locator and the first codes, the following pages only codes.
 //
+// Re-ranking records (rerank = 'sq8').  Every slot has a record of record_bytes = 4 + dims
+// bytes rounded up to 4: the float error bound eps, then the row's 8-bit scalar codes
+// (src/core/sq8.h; trained on the sample, parameters in the sq8 stream after the codebooks).
+// Records live on kRecords pages, packed from the payload's start, per_page =
+// RecordsPerPage(record_bytes) to a page; pd_lower marks the records in use.  A block's 32
+// records are a run: run record g (slot g) is record first + g counted from the start of the
+// locator's first page, on its page (first + g) / per_page at index (first + g) % per_page.
+// A list's runs follow each other densely (a run starts where the list's last one ended, on
+// that page if it has room), so a run spans up to RecordPagesPerBlock pages.  Locator unit 0
+// holds `first` (uint32) and the first 7 page numbers, later units 8 page numbers each.  A
+// slot's record is rewritten by the insert that fills the slot; the record of a free slot is
+// never read.
+
 // Locking protocol (all through the buffer manager, WAL through GenericXLog):
 //  * Scans take a share lock on one list page at a time, score it, and release it; they
 //    hold no lock across pages.  A multi-page block is scored from its home page's TIDs and
@@ -20,9 +34,14 @@
 //    dead TID, which the heap fetch with the scan's MVCC snapshot then rejects.
 //  * Inserts lock the home page of the block they fill exclusively for the whole insert,
 //    write the slot's codes on later pages first and its TID last, so a crash or a
-//    concurrent scan never sees a valid TID with half-written codes.  Inserts and VACUUM
-//    lock list pages in chain order and the directory page after any list page, never the
-//    other way round, so they cannot deadlock.
+//    concurrent scan never sees a valid TID with half-written codes; the slot's record is
+//    written in the record that writes its TID (or before).  Inserts and VACUUM lock list
+//    pages in chain order, record pages after any list page, and the directory page after
+//    any list or record page, never the other way round, so they cannot deadlock.
+//  * Scans read a candidate's record after releasing the list page it came from.  A slot
+//    freed by VACUUM and filled by an insert in between yields the new row's record for the
+//    old TID; the old TID is dead to every snapshot VACUUM waited for, so the executor never
+//    returns it with that record's bound.
 //  * New pages are added at a chain's tail only, under the tail page's exclusive lock and
 //    the relation extension lock; the directory's `last` is a hint that may lag behind the
 //    real tail, which inserts reach by following `next`.
@@ -35,14 +54,16 @@
 //    so a page being added is never seen all-zero.  An insert that takes a page from the
 //    map uses it only if it gets its exclusive lock without waiting and finds it still
 //    all-zero or kFree (the map is a hint: not WAL-logged, stale after a promotion).
-//  * Pages an insert initializes (kList and kListContinuation) carry the inserting
+//  * Pages an insert initializes (kList, kListContinuation and kRecords) carry the inserting
 //    transaction's id in the page header's pd_prune_xid, which index pages do not otherwise
 //    use (0 on pages written at build).  A block wider than a page writes its continuation
-//    pages in records of their own before the record that links the block, so an insert
-//    that fails or crashes in between leaves initialized pages that no chain reaches.
+//    pages, and a block whose records take pages of their own writes those, in WAL records
+//    of their own before the one that links the block, so an insert that fails or crashes in
+//    between leaves initialized pages that no chain or locator reaches.
 //    VACUUM's cleanup takes them back: it reads GetOldestActiveTransactionId() first, then
 //    every page, then follows the chains from the directory through the `next` links it
-//    read.  A chain page no chain reaches whose stamp precedes that horizon is an orphan:
+//    read, and the locators of the blocks on the pages it reached.  A chain or record page
+//    nothing reaches whose stamp precedes that horizon is an orphan:
 //    only the inserting transaction links its pages, links are never removed or changed,
 //    and that transaction ended before the pass began, so any link it made was read.  Such
 //    a page is rewritten as kFree (WAL-logged, full image) and recorded in the free space
@@ -51,6 +72,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "pg/pg_headers.h"
 
@@ -65,21 +87,23 @@ namespace scann::pg {
 inline constexpr uint32 kScannMagic = 0x5CA770AB;
 // Raised with every change of the layout below, so that an index written by another build
 // fails with "REINDEX the index" instead of being misread.  2: 12-byte directory entries.
-// 3: the variant's structure stream, fan-out and options in the metapage.
-inline constexpr uint32 kScannFormatVersion = 3;
+// 3: the variant's structure stream, fan-out and options in the metapage.  4: re-ranking
+// records (block locators, kRecords pages, the sq8 stream).
+inline constexpr uint32 kScannFormatVersion = 4;
 inline constexpr uint16 kScannPageId = 0xFF85;  // last two bytes of every page, for tools
 
 inline constexpr BlockNumber kMetaBlock = 0;
 
 // kList pages hold block starts; kListContinuation pages hold the later codes of a block
-// that spans pages; kFree pages are chain pages VACUUM took back (see the protocol above),
-// reusable like all-zero pages.
+// that spans pages; kRecords pages hold re-ranking records; kFree pages are pages VACUUM
+// took back (see the protocol above), reusable like all-zero pages.
 enum class PageType : uint16 {
   kMeta = 1,
   kStream = 2,
   kList = 4,
   kListContinuation = 5,
-  kFree = 6
+  kFree = 6,
+  kRecords = 7
 };
 
 enum class Metric : uint16 { kL2 = 1, kInnerProduct = 2, kCosine = 3 };
@@ -87,6 +111,11 @@ enum class Metric : uint16 { kL2 = 1, kInnerProduct = 2, kCosine = 3 };
 // The partitioner (scann_variant.h): IVF's k-means lists, annoy's forest of random-projection
 // trees whose leaves are lists, vamana's graph.
 enum class Variant : uint16 { kIvf = 1, kAnnoy = 2, kVamana = 3 };
+
+// What re-ranks a scan's candidates: their heap tuples (exact distances, every candidate read
+// from the table) or their 8-bit records in the index (lower bounds the executor rechecks on
+// the rows it returns; scann_scan.cpp).
+enum class Rerank : uint16 { kHeap = 1, kSq8 = 2 };
 
 // The special space of every page.
 struct ScannPageOpaque {
@@ -127,6 +156,11 @@ struct ScannMetaPage {
   // (scann_variant.h, AnnoyWord): [0] trees, [1] table rows per leaf the build aimed at
   // (leaf_size, after defaults and bounds), [2] sample rows a leaf may hold; the rest 0.
   uint32 variant_words[16];
+  uint16 rerank;          // Rerank
+  uint16 locator_units;   // L: units of a block's record locator (0 with kHeap)
+  uint32 record_bytes;    // bytes of one re-ranking record (0 with kHeap)
+  BlockNumber sq8_start;  // the scalar quantizer's parameters (2 x dims floats)
+  uint32 sq8_pages;
 };
 
 // One list's entry in the directory.
@@ -149,12 +183,94 @@ static_assert(kTidBytes == 6, "heap TIDs are 6 bytes on disk");
 static_assert(32 * kTidBytes == kTidUnits * kUnitBytes, "32 TIDs fill whole units");
 static_assert(sizeof(ScannPageOpaque) == 8, "page opaque layout is part of the format");
 static_assert(sizeof(ScannListEntry) == 12, "directory entry layout is part of the format");
-static_assert(sizeof(ScannMetaPage) == 160, "metapage layout is part of the format");
+static_assert(sizeof(ScannMetaPage) == 176, "metapage layout is part of the format");
 static_assert(sizeof(ScannMetaPage) <= kPagePayload, "metapage fits in a page");
 static_assert(kUnitsPerPage >= kTidUnits + 1, "a page holds a block's TIDs and some codes");
 
-// Units of one block of a list whose codes have `subspaces` 4-bit subspaces.
-inline uint32 BlockUnits(uint32 subspaces) { return kTidUnits + (subspaces + 1) / 2; }
+// Units of one block of a list whose codes have `subspaces` 4-bit subspaces and whose record
+// locator takes `locator_units` units.
+inline uint32 BlockUnits(uint32 subspaces, uint32 locator_units) {
+  return kTidUnits + locator_units + (subspaces + 1) / 2;
+}
+
+// The first unit of a block's codes.
+inline uint32 CodeUnit(const ScannMetaPage& meta) { return kTidUnits + meta.locator_units; }
+
+// Re-ranking records: the bytes of one for `dims` dimensions, how many fit in a page, and
+// the locator units of a block whose 32 records take ceil(32 / per_page) pages.
+inline constexpr uint32 kLocatorPagesInFirstUnit = 7;
+inline constexpr uint32 kLocatorPagesPerUnit = 8;
+inline constexpr uint32 RecordBytes(uint32 dims) { return 4 + (dims + 3) / 4 * 4; }
+inline constexpr uint32 RecordsPerPage(uint32 record_bytes) { return kPagePayload / record_bytes; }
+// The most pages a run of 32 records spans (starting anywhere on its first page).
+inline constexpr uint32 RecordPagesPerBlock(uint32 record_bytes) {
+  const uint32 per_page = RecordsPerPage(record_bytes);
+  return (per_page - 1 + 32 + per_page - 1) / per_page;
+}
+inline constexpr uint32 LocatorUnits(uint32 record_bytes) {
+  const uint32 pages = RecordPagesPerBlock(record_bytes);
+  return pages <= kLocatorPagesInFirstUnit
+             ? 1
+             : 1 + (pages - kLocatorPagesInFirstUnit + kLocatorPagesPerUnit - 1) /
+                       kLocatorPagesPerUnit;
+}
+// The most dimensions a record fits a page for, and the most units a locator then takes.
+inline constexpr uint32 kMaxRecordDims = kPagePayload - 4;
+inline constexpr uint32 kMaxLocatorUnits = 5;
+static_assert(LocatorUnits(RecordBytes(kMaxRecordDims)) == kMaxLocatorUnits,
+              "one record per page: 32 pages, 7 + 8 x 4 page numbers");
+
+// A block's record locator (its L units at unit kTidUnits).
+struct RecordLocator {
+  uint32 first;          // the block's first record in its run's first page
+  BlockNumber pages[7];  // then 8 more page numbers per further unit
+};
+static_assert(sizeof(RecordLocator) == kUnitBytes, "a locator's first unit");
+
+// The page number of a locator's page p (units after the first continue the array).
+inline BlockNumber LocatorPage(const uint8_t* locator, uint32 p) {
+  BlockNumber b;
+  const size_t at = p < kLocatorPagesInFirstUnit
+                        ? sizeof(uint32) + p * sizeof(BlockNumber)
+                        : kUnitBytes + (p - kLocatorPagesInFirstUnit) * sizeof(BlockNumber);
+  std::memcpy(&b, locator + at, sizeof(b));
+  return b;
+}
+inline void SetLocatorPage(uint8_t* locator, uint32 p, BlockNumber b) {
+  const size_t at = p < kLocatorPagesInFirstUnit
+                        ? sizeof(uint32) + p * sizeof(BlockNumber)
+                        : kUnitBytes + (p - kLocatorPagesInFirstUnit) * sizeof(BlockNumber);
+  std::memcpy(locator + at, &b, sizeof(b));
+}
+
+// Where slot `slot`'s record is, as a candidate carries it: the page number in the high
+// bits, the byte offset in the page's payload in the low 16 (0 means none: block 0 is the
+// metapage).
+inline uint64 RecordAddress(const uint8_t* locator, uint32 record_bytes, int slot) {
+  uint32 first;
+  std::memcpy(&first, locator, sizeof(first));
+  const uint32 per_page = RecordsPerPage(record_bytes);
+  const uint32 g = first + uint32(slot);
+  return (uint64(LocatorPage(locator, g / per_page)) << 16) | ((g % per_page) * record_bytes);
+}
+inline BlockNumber RecordPage(uint64 address) { return BlockNumber(address >> 16); }
+
+// The pages the run of a block with this locator spans.
+inline uint32 RunPages(const uint8_t* locator, uint32 record_bytes) {
+  uint32 first;
+  std::memcpy(&first, locator, sizeof(first));
+  const uint32 per_page = RecordsPerPage(record_bytes);
+  return (first + 32 + per_page - 1) / per_page;
+}
+
+// Records in use on a kRecords page (pd_lower marks their end).
+inline uint32 RecordsUsed(Page page, uint32 record_bytes) {
+  return (((PageHeader)page)->pd_lower - MAXALIGN(SizeOfPageHeaderData)) / record_bytes;
+}
+inline void SetRecordsUsed(Page page, uint32 record_bytes, uint32 used) {
+  ((PageHeader)page)->pd_lower = MAXALIGN(SizeOfPageHeaderData) + used * record_bytes;
+}
+inline uint32 RecordOffset(uint64 address) { return uint32(address & 0xFFFF); }
 
 // Whole blocks per page when a block fits in a page; 0 when a block spans pages.
 inline uint32 BlocksPerPage(uint32 block_units) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/distance.h"
+#include "core/sq8.h"
 #include "core/topk.h"
 #include "pg/recent_buffer.h"
 #include "pg/scann_index.h"
@@ -41,7 +42,9 @@ namespace {
 
 struct Result {
   ItemPointerData tid;
-  double distance;
+  double distance;  // exact, approximate, or a lower bound (recheck)
+  uint64 record;    // where the candidate's re-ranking record is (0: none)
+  bool exact;       // a batch re-ranked from records: the distance is exact anyway
 };
 
 // The ids a scan has returned, when a row may be a candidate more than once (a fanout above
@@ -86,6 +89,13 @@ struct ScanState {
   float* query;    // as given (exact distances)
   int reorder;     // 0: approximate order, no heap fetches
   IdSet returned;  // fanout above 1 only
+  // Re-ranking from the index's records (rerank = 'sq8'): the quantizer (a copy, so a relcache
+  // flush cannot free it under the scan) and the query prepared for it; the batch's values
+  // are then lower bounds the executor rechecks.
+  ScalarQuantizer* sq;
+  Sq8Query* sq_query;
+  float* decoded;  // a record decoded (dims floats)
+  bool recheck;
 
   Result* results;
   uint32 results_cap;
@@ -292,6 +302,85 @@ void ReserveResults(ScanState* so, uint32 n) {
   so->results_cap = n;
 }
 
+// The distance of a candidate from its record: exact when the record stores the row exactly,
+// else a lower bound (core/sq8.h).
+void ScoreRecord(ScanState* so, const uint8_t* record, Result* r) {
+  float eps;
+  std::memcpy(&eps, record, sizeof(eps));
+  const uint8_t* codes = record + sizeof(float);
+  r->exact = eps == 0.0f && so->sc.metric != Metric::kCosine;
+  if (r->exact) {
+    // The codes store the row exactly (integer data on a step-1 grid): decoded, they are the
+    // row itself, bit for bit (core/sq8.h), so the operator's own kernel gives the operator's
+    // own value and the executor need not fetch the row to recheck it.  (Cosine records hold
+    // the normalized row: not the one the operator sees.)
+    so->sq->Decode(codes, so->decoded);
+    r->distance = ExactDistance(so, so->decoded);
+    return;
+  }
+  switch (so->sc.metric) {
+    case Metric::kL2:
+      r->distance = Sq8L2LowerBound(*so->sq_query, *so->sq, codes, eps);
+      break;
+    case Metric::kInnerProduct:
+      r->distance = Sq8NegativeDotLowerBound(*so->sq_query, codes, eps);
+      break;
+    case Metric::kCosine:
+      r->distance = Sq8CosineLowerBound(*so->sq_query, codes, eps);
+      break;
+  }
+}
+
+// Orders the batch by lower bounds of the exact distances, from the candidates' records in the
+// index instead of their heap tuples: the executor fetches only the rows it returns (and those
+// whose bound undercuts them), recomputes their distances and orders them exactly
+// (xs_recheckorderby).  Records are read in page order, one pin per page.
+void RerankFromRecords(ScanState* so) {
+  const int n = so->nresults;
+  std::sort(so->results, so->results + n,
+            [](const Result& a, const Result& b) { return a.record < b.record; });
+  const uint32 record_bytes = so->sc.meta.record_bytes;
+  // Records come from RAM, not the CPU's caches: the pages of the next few candidates are
+  // pinned and all their records' lines prefetched before any is read, so the misses overlap
+  // instead of following one another.
+  constexpr int kPages = 8;
+  Buffer bufs[kPages];
+  BlockNumber pages[kPages];
+  for (int start = 0; start < n;) {
+    int npages = 0, end = start;
+    for (; end < n; end++) {
+      const BlockNumber page_no = RecordPage(so->results[end].record);
+      if (npages > 0 && pages[npages - 1] == page_no) continue;
+      if (npages == kPages) break;
+      pages[npages] = page_no;
+      bufs[npages++] = ReadBufferRecent(so->sc.index, page_no);
+    }
+    for (int i = start, p = 0; i < end; i++) {
+      while (pages[p] != RecordPage(so->results[i].record)) p++;
+      const char* record =
+          PagePayload(BufferGetPage(bufs[p])) + RecordOffset(so->results[i].record);
+      for (uint32 b = 0; b < record_bytes; b += 64) __builtin_prefetch(record + b);
+    }
+    for (int i = start, p = -1; i < end; i++) {
+      Result& r = so->results[i];
+      if (p < 0 || pages[p] != RecordPage(r.record)) {
+        if (p >= 0) LockBuffer(bufs[p], BUFFER_LOCK_UNLOCK);
+        while (pages[++p] != RecordPage(r.record)) {
+        }
+        LockBuffer(bufs[p], BUFFER_LOCK_SHARE);
+      }
+      const uint8_t* record =
+          reinterpret_cast<const uint8_t*>(PagePayload(BufferGetPage(bufs[p]))) +
+          RecordOffset(r.record);
+      ScoreRecord(so, record, &r);
+      if (i + 1 == end) LockBuffer(bufs[p], BUFFER_LOCK_UNLOCK);
+    }
+    for (int p = 0; p < npages; p++) ReleaseBuffer(bufs[p]);
+    start = end;
+  }
+  std::sort(so->results, so->results + n, ResultLess);
+}
+
 // Takes the source's next batch (each TID once, for a fanout above 1) and re-ranks it; false
 // when the source is exhausted.
 bool NextBatch(ScanState* so, IndexScanDesc scan) {
@@ -307,9 +396,15 @@ bool NextBatch(ScanState* so, IndexScanDesc scan) {
       Result& r = so->results[so->nresults++];
       IdToTid(topk[i].id, &r.tid);
       r.distance = ApproximateDistance(so, double(topk[i].score) / scale);
+      r.record = topk[i].aux;
+      r.exact = false;
     }
     so->next_result = 0;
-    if (so->reorder > 0) Reorder(so, scan);
+    so->recheck = so->reorder > 0 && so->sq != nullptr;
+    if (so->recheck)
+      RerankFromRecords(so);
+    else if (so->reorder > 0)
+      Reorder(so, scan);
     if (so->nresults > 0) return true;
   }
 }
@@ -326,6 +421,14 @@ void StartScan(ScanState* so) {
   if (so->null_query) so->reorder = 0;  // no distance to rank by: skip the heap fetches
   sc->scan_cxt = so->scan_cxt;
   sc->topk = NewInContext<KeyTopK>(so->scan_cxt);
+  so->sq = nullptr;
+  if (meta.record_bytes > 0 && meta.trained && so->reorder > 0) {
+    const float* params = GetIndexState(sc->index)->sq8;
+    so->sq = NewInContext<ScalarQuantizer>(so->scan_cxt, sc->dims, params);
+    so->sq_query = NewInContext<Sq8Query>(so->scan_cxt);
+    so->decoded = static_cast<float*>(palloc(sizeof(float) * sc->dims));
+    CppGuard([&] { Sq8PrepareQuery(*so->sq, sc->query_pq, so->sq_query); });
+  }
   so->source = VariantOf(meta).scan;
   so->source_state = so->source->begin(sc);
 }
@@ -419,7 +522,7 @@ bool GetTuple(IndexScanDesc scan, ScanDirection dir) {
   const Result& r = so->results[so->next_result++];
   scan->xs_heaptid = r.tid;
   scan->xs_recheck = false;
-  scan->xs_recheckorderby = false;
+  scan->xs_recheckorderby = so->recheck && !r.exact;
   scan->xs_orderbyvals[0] = Float8GetDatum(r.distance);
   scan->xs_orderbynulls[0] = so->null_query;
   return true;

@@ -66,6 +66,14 @@ BlockNumber ScanPages(Relation index, const ScannMetaPage& meta, BufferAccessStr
   TransactionId* ended = static_cast<TransactionId*>(
       palloc_extended(sizeof(TransactionId) * Max(nblocks, 1u), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO));
   BlockNumber free_pages = 0, candidates = 0;
+  // The record pages the blocks of each home page locate, as (home page, record page).
+  struct Located {
+    BlockNumber home;
+    BlockNumber records;
+  };
+  Located* located = nullptr;
+  size_t nlocated = 0, located_cap = 0;
+  const uint32 record_pages = meta.record_bytes > 0 ? RecordPagesPerBlock(meta.record_bytes) : 0;
   for (BlockNumber blkno = 0; blkno < nblocks; blkno++) next[blkno] = InvalidBlockNumber;
   for (BlockNumber blkno = kMetaBlock + 1; blkno < nblocks; blkno++) {
     vacuum_delay_point();
@@ -76,8 +84,9 @@ BlockNumber ScanPages(Relation index, const ScannMetaPage& meta, BufferAccessStr
     if (PageIsReusable(page)) {
       RecordFreeIndexPage(index, blkno);
       free_pages++;
-    } else if (type == uint16(PageType::kList) || type == uint16(PageType::kListContinuation)) {
-      next[blkno] = PageOpaque(page)->next;
+    } else if (type == uint16(PageType::kList) || type == uint16(PageType::kListContinuation) ||
+               type == uint16(PageType::kRecords)) {
+      if (type != uint16(PageType::kRecords)) next[blkno] = PageOpaque(page)->next;
       const TransactionId stamp = ((PageHeader)page)->pd_prune_xid;
       if (TransactionIdIsNormal(stamp) && TransactionIdPrecedes(stamp, horizon)) {
         ended[blkno] = stamp;
@@ -85,6 +94,20 @@ BlockNumber ScanPages(Relation index, const ScannMetaPage& meta, BufferAccessStr
       }
       if (live && type == uint16(PageType::kList))
         ForEachSlot(meta, page, [&](ItemPointer tid) { *live += ItemPointerIsValid(tid); });
+      if (record_pages > 0 && type == uint16(PageType::kList))
+        ForEachBlock(meta, page, [&](const uint8_t* block) {
+          const uint8_t* locator = block + kTidUnits * kUnitBytes;
+          const uint32 pages = Min(record_pages, RunPages(locator, meta.record_bytes));
+          for (uint32 p = 0; p < pages; p++) {
+            if (nlocated == located_cap) {
+              located_cap = Max(located_cap * 2, size_t(1024));
+              located = static_cast<Located*>(
+                  located ? repalloc_huge(located, sizeof(Located) * located_cap)
+                          : palloc_extended(sizeof(Located) * located_cap, MCXT_ALLOC_HUGE));
+            }
+            located[nlocated++] = {blkno, LocatorPage(locator, p)};
+          }
+        });
     }
     UnlockReleaseBuffer(buf);
   }
@@ -98,6 +121,10 @@ BlockNumber ScanPages(Relation index, const ScannMetaPage& meta, BufferAccessStr
         b = next[b];
       }
     }
+    // ... and the record pages the blocks of reached home pages locate.
+    for (size_t i = 0; i < nlocated; i++)
+      if (ended[located[i].home] == FrozenTransactionId && located[i].records < nblocks)
+        ended[located[i].records] = FrozenTransactionId;
     for (BlockNumber blkno = kMetaBlock + 1; blkno < nblocks; blkno++) {
       if (!TransactionIdIsNormal(ended[blkno])) continue;
       vacuum_delay_point();
@@ -109,6 +136,7 @@ BlockNumber ScanPages(Relation index, const ScannMetaPage& meta, BufferAccessStr
   }
   pfree(next);
   pfree(ended);
+  if (located) pfree(located);
   IndexFreeSpaceMapVacuum(index);
   return free_pages;
 }

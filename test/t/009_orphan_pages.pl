@@ -1,5 +1,7 @@
 # Pages an insert wrote but never linked into a list are taken back by VACUUM.  A block
-# wider than a page (Fashion-MNIST, 784-d, one dimension per subspace: 398 units, two pages)
+# wider than a page (Fashion-MNIST, 784-d, one dimension per subspace: 398 units, two pages;
+# re-ranked from the heap here, so that the block's pages are the only ones an insert adds:
+# 014_rerank_records does the same for the pages of re-ranking records)
 # writes its continuation page in a WAL record of its own before the record that links the
 # block; an insert that fails between the two (scann.inject_fault = 'error_before_link')
 # or crashes there ('panic_before_link', after flushing the WAL written so far) leaves
@@ -30,7 +32,7 @@ CREATE TABLE later AS SELECT * FROM items WHERE id >= 1500;
 DELETE FROM items WHERE id >= 1500;
 VACUUM items;
 CREATE INDEX items_idx ON items USING scann (embedding l2_ops)
-  WITH (lists = 4, dims_per_subspace = 1);
+  WITH (lists = 4, dims_per_subspace = 1, rerank = 'heap');
 });
 $node->backup('backup');
 my $standby = PostgreSQL::Test::Cluster->new('orphans_standby');

@@ -1,6 +1,7 @@
 # A randomized differential test: seeded sequences of inserts (of new vectors and of copies of
 # existing ones), deletes, updates (of the vector, and HOT updates of another column), VACUUM
-# and REINDEX (with 1, 2 or the default number of lists) on a table with one scann index per
+# and REINDEX (with 1, 2 or the default number of lists, re-ranking from the heap or from the
+# index's 8-bit records) on a table with one scann index per
 # operator class, checked after every step against a sequential scan.  Vectors come from a
 # small integer grid (many exact ties), from floats, and from extreme magnitudes (1e19, 1e-30);
 # some are NULL.  At exact settings (every list probed, every candidate re-ranked) an index scan
@@ -133,9 +134,11 @@ CREATE INDEX d_cos ON d USING scann (v cosine_ops);});
 		elsif ($r < 0.86) { $node->safe_psql('postgres', 'VACUUM d'); $what = 'VACUUM' }
 		else {
 			my $lists = (1, 2, 0)[ int(rand(3)) ];
+			my $rerank = rand() < 0.5 ? 'sq8' : 'heap';
 			$node->safe_psql('postgres', join('; ', 'SET client_min_messages = warning',
-				(map { "ALTER INDEX $_ SET (lists = $lists)" } qw(d_l2 d_ip d_cos)), 'REINDEX TABLE d'));
-			$what = "REINDEX with lists = $lists";
+				(map { "ALTER INDEX $_ SET (lists = $lists, rerank = '$rerank')" } qw(d_l2 d_ip d_cos)),
+				'REINDEX TABLE d'));
+			$what = "REINDEX with lists = $lists, rerank = $rerank";
 		}
 		$steps++;
 		next if check("seed $seed step $step ($what)");
