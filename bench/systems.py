@@ -187,8 +187,11 @@ class Scann(_Indexed):
                 f"(embedding {self.opclass}){_with_clause(self.options)}")
 
     def points(self):
-        return [{"scann.nprobe": str(n), "scann.reorder": str(r)}
-                for n, r in itertools.product(self.cfg.nprobe, self.cfg.reorder)]
+        # The target points first: nprobe -1 picks from the build's recall calibration.
+        return ([{"scann.nprobe": "-1", "scann.target_recall": str(t), "scann.reorder": str(r)}
+                 for t, r in itertools.product(self.cfg.target_recall, self.cfg.reorder)]
+                + [{"scann.nprobe": str(n), "scann.reorder": str(r)}
+                   for n, r in itertools.product(self.cfg.nprobe, self.cfg.reorder)])
 
 
 class ScannSerial(Scann):
