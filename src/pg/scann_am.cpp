@@ -69,9 +69,10 @@ void CostEstimate(PlannerInfo* root, IndexPath* path, double loop_count, Cost* s
   Relation index = index_open(path->indexinfo->indexoid, NoLock);
   ScannMetaPage meta = GetIndexState(index)->meta;  // cached: no buffer read per plan
   index_close(index, NoLock);
-  double ratio = meta.trained
-                     ? Min(1.0, double(g_nprobe) * meta.fanout / std::max<uint32>(meta.lists, 1))
-                     : 1.0;
+  double ratio =
+      meta.trained
+          ? Min(1.0, double(QueryKnob(meta)) * meta.fanout / std::max<uint32>(meta.lists, 1))
+          : 1.0;
   double tuples = path->indexinfo->tuples;
   costs.numIndexTuples = Max(tuples * ratio, 1.0);
   genericcostestimate(root, path, loop_count, &costs);

@@ -22,7 +22,8 @@ Datum scann_cosine_distance(PG_FUNCTION_ARGS);
 
 namespace scann::pg {
 
-int g_nprobe = 10;
+int g_nprobe = -1;
+double g_target_recall = kDefaultTargetRecall;
 int g_reorder = 100;
 int g_max_probes = -1;
 
@@ -113,10 +114,26 @@ void ValidateRerank(const char* value) {
                             "table's rows).")));
 }
 
+// scann.nprobe = 0 means nothing; -1 asks the index's calibration.
+bool CheckKnob(int* value, void** extra, GucSource source) {
+  if (*value != 0) return true;
+  GUC_check_errdetail(
+      "Use a positive number of lists, or -1 to let each index choose it for "
+      "scann.target_recall.");
+  return false;
+}
+
 void DefineGucs() {
-  DefineCustomIntVariable("scann.nprobe", "Number of lists (partitions) a scann scan searches.",
-                          "Higher values raise recall and cost time.", &g_nprobe, 10, 1,
-                          int(kMaxLists), PGC_USERSET, 0, nullptr, nullptr, nullptr);
+  DefineCustomIntVariable(
+      "scann.nprobe", "Number of lists (partitions) a scann scan searches.",
+      "Higher values raise recall and cost time; -1 (the default) lets each index choose the "
+      "fewest whose recall, measured at build, reaches scann.target_recall.",
+      &g_nprobe, -1, -1, int(kMaxLists), PGC_USERSET, 0, CheckKnob, nullptr, nullptr);
+  DefineCustomRealVariable(
+      "scann.target_recall", "Recall@10 a scann scan aims at when its knob is not set.",
+      "Each index picks the cheapest setting whose recall, measured on its own rows at build "
+      "(or by scann_recalibrate), reaches this; an explicit scann.nprobe wins.",
+      &g_target_recall, kDefaultTargetRecall, 0.01, 1.0, PGC_USERSET, 0, nullptr, nullptr, nullptr);
   DefineCustomIntVariable(
       "scann.reorder", "Number of candidates a scann scan re-ranks with exact distances.",
       "0 returns rows in the approximate order of their codes, without re-ranking.", &g_reorder,
@@ -183,6 +200,23 @@ bytea* ParseRelOptions(Datum reloptions, bool validate) {
       reloptions, validate, g_relopt_kind, sizeof(ScannRelOptions), table, lengthof(table)));
   if (validate && options) ValidateVariantOptions(reinterpret_cast<ScannRelOptions*>(options));
   return options;
+}
+
+int QueryKnob(const ScannMetaPage& meta) {
+  if (g_nprobe > 0) return g_nprobe;
+  const ScannCalibration& c = meta.calibration;
+  if (c.points == 0) return kDefaultNprobe;
+  for (int i = 0; i < c.points; i++) {
+    if (c.recall[i] < g_target_recall) continue;
+    if (i == 0) return int(c.knob[0]);
+    // Between two measured values, along the chord: recall curves are concave, so the
+    // recall there is at least the target.
+    const double from = c.recall[i - 1], to = c.recall[i];
+    const double at = c.knob[i - 1] + (g_target_recall - from) / Max(to - from, 1e-9) *
+                                          (double(c.knob[i]) - c.knob[i - 1]);
+    return Min(int(c.knob[i]), int(std::ceil(at)));
+  }
+  return int(c.knob[c.points - 1]);
 }
 
 Variant IndexVariant(Relation index) {

@@ -24,7 +24,11 @@ struct ScannRelOptions {
 };
 
 // GUCs.
-extern int g_nprobe;      // scann.nprobe
+extern int g_nprobe;              // scann.nprobe: -1 = from the index's calibration
+extern double g_target_recall;    // scann.target_recall
+inline constexpr double kDefaultTargetRecall = 0.95;
+// scann.nprobe when an index has no calibration (built untrained, or by an older release).
+inline constexpr int kDefaultNprobe = 10;
 extern int g_reorder;     // scann.reorder
 extern int g_max_probes;  // scann.max_probes: -1 = all lists
 
@@ -72,6 +76,10 @@ struct BuildOptions {
   Variant variant;
   Rerank rerank;
 };
+
+// The query knob a scan of an index uses: scann.nprobe when set, else the smallest value whose
+// calibrated recall reaches scann.target_recall (the largest measured when none does).
+int QueryKnob(const ScannMetaPage& meta);
 
 // The variant an index is built as (its `variant` option).
 Variant IndexVariant(Relation index);
