@@ -3,6 +3,7 @@
 #include "pg/scann_index.h"
 #include "pg/scann_list.h"
 #include "pg/scann_vamana.h"
+#include "pg/scann_variant.h"
 
 extern "C" {
 #include "access/htup_details.h"
@@ -15,6 +16,9 @@ extern "C" {
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
+#include "utils/array.h"
+#include "catalog/pg_type.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 }
@@ -22,6 +26,10 @@ extern "C" {
 namespace scann::pg {
 
 namespace {
+
+// Growth of the index (rows filed since, over rows calibrated on) past which its calibration
+// counts as stale.
+constexpr double kStaleGrowth = 1.25;
 
 const char* MetricName(uint16 metric) {
   switch (Metric(metric)) {
@@ -35,43 +43,42 @@ const char* MetricName(uint16 metric) {
   return "unknown";
 }
 
-// Opens `relid` if it is a valid scann index whose table the caller may read, else raises an
-// error.  Existence, kind and privilege are checked in the catalogs before the lock is taken,
-// as PostgreSQL's own functions do, so that a caller without privileges does not queue
-// behind the index's lock.
-Relation OpenScannIndex(Oid relid) {
-  HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-  if (!HeapTupleIsValid(tuple))
-    ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
-                    errmsg("relation with OID %u does not exist", relid)));
-  const Form_pg_class form = reinterpret_cast<Form_pg_class>(GETSTRUCT(tuple));
-  const bool is_scann =
-      form->relkind == RELKIND_INDEX && form->relam == get_index_am_oid("scann", false);
-  ReleaseSysCache(tuple);
-  if (!is_scann)
-    ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE),
-                    errmsg("\"%s\" is not a scann index", get_rel_name(relid)),
-                    errhint("Pass the name of an index created USING scann.")));
-  const Oid heap = IndexGetRelation(relid, true);
-  if (heap != InvalidOid && pg_class_aclcheck(heap, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
-    ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-                    errmsg("permission denied for table %s", get_rel_name(heap)),
-                    errdetail("scann_index_info needs SELECT on the indexed table.")));
-  Relation index = try_relation_open(relid, AccessShareLock);
-  if (index == nullptr)  // dropped while we waited for the lock
-    ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
-                    errmsg("relation with OID %u does not exist", relid)));
-  if (!index->rd_index->indisvalid || RelationGetNumberOfBlocks(index) == 0)
-    ereport(ERROR,
-            (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-             errmsg("scann index \"%s\" is not valid", RelationGetRelationName(index)),
-             errdetail("A CREATE INDEX CONCURRENTLY or REINDEX CONCURRENTLY that failed or was "
-                       "cancelled left it behind, or it is being built right now."),
-             errhint("DROP INDEX or REINDEX INDEX it.")));
-  return index;
-}
+constexpr int kInfoColumns = 30;
 
-constexpr int kInfoColumns = 22;
+// The columns every variant fills: the options frozen at build, the slots (a vamana graph's
+// live and deleted nodes, and its free ones), the pages, the re-ranking and the calibration.
+void FillCommonColumns(const ScannMetaPage& meta, int64 entries, int64 free_slots, int64 pages,
+                       Datum* values, bool* nulls) {
+  values[0] = BoolGetDatum(meta.trained != 0);
+  values[1] = CStringGetTextDatum(VariantOf(meta).name);
+  values[2] = CStringGetTextDatum(MetricName(meta.metric));
+  values[3] = Int32GetDatum(int32(meta.dims));
+  values[7] = Int32GetDatum(int32(meta.dims_per_subspace));
+  values[8] = Int32GetDatum(int32(meta.sample_rows));
+  values[9] = Float8GetDatum(meta.build_rows);
+  values[10] = Int64GetDatum(entries);
+  values[11] = Int64GetDatum(free_slots);
+  values[15] = Int64GetDatum(pages);
+  values[16] = CStringGetTextDatum(Rerank(meta.rerank) == Rerank::kSq8 ? "sq8" : "heap");
+  const ScannCalibration& c = meta.calibration;
+  if (c.points == 0) {
+    nulls[17] = nulls[18] = nulls[19] = nulls[20] = nulls[21] = true;
+    return;
+  }
+  Datum knobs[kCalibrationPoints], recalls[kCalibrationPoints];
+  for (int i = 0; i < c.points; i++) {
+    knobs[i] = Int32GetDatum(int32(c.knob[i]));
+    recalls[i] = Float4GetDatum(c.recall[i]);
+  }
+  values[17] = PointerGetDatum(construct_array(knobs, c.points, INT4OID, 4, true, TYPALIGN_INT));
+  values[18] =
+      PointerGetDatum(construct_array(recalls, c.points, FLOAT4OID, 4, true, TYPALIGN_INT));
+  values[19] = TimestampTzGetDatum(c.measured_at);
+  // Stale once the rows filed since have grown the index by a quarter.
+  values[20] = BoolGetDatum(double(entries) / Max(meta.fanout, 1u) > kStaleGrowth * c.rows);
+  values[21] = CStringGetTextDatum(
+      CalibrationSource(c.source) == CalibrationSource::kSupplied ? "queries" : "rows");
+}
 
 // The row of a vamana index: its graph's nodes in the slot columns (live nodes and those of
 // deleted rows as entries, free nodes as free slots), the graph's own columns, no lists.
@@ -79,27 +86,17 @@ Datum VamanaInfoRow(TupleDesc desc, const ScannMetaPage& meta, const VamanaGraph
                     int64 pages) {
   Datum values[kInfoColumns];
   bool nulls[kInfoColumns] = {};
-  values[0] = BoolGetDatum(meta.trained != 0);
-  values[1] = CStringGetTextDatum(MetricName(meta.metric));
-  values[2] = Int32GetDatum(int32(meta.dims));
-  nulls[3] = true;
-  values[4] = Int32GetDatum(int32(meta.dims_per_subspace));
-  values[5] = Int32GetDatum(int32(meta.sample_rows));
-  values[6] = Float8GetDatum(meta.build_rows);
-  values[7] = Int64GetDatum(st.live + st.deleted);
-  values[8] = Int64GetDatum(st.free);
-  nulls[9] = nulls[10] = nulls[11] = true;
-  values[12] = Int64GetDatum(pages);
-  values[13] = CStringGetTextDatum("vamana");
-  values[14] = Int32GetDatum(int32(meta.variant_words[kVamanaGraphDegree]));
-  values[15] = Int64GetDatum(st.entry_point);
-  nulls[15] = st.entry_point < 0;
-  values[16] = Int64GetDatum(st.deleted);
-  values[17] = Int32GetDatum(int32(st.min_degree));
-  values[18] = Float8GetDatum(st.mean_degree);
-  values[19] = Int32GetDatum(int32(st.max_degree));
-  values[20] = Int64GetDatum(st.bad_edges);
-  values[21] = Int64GetDatum(st.unreachable);
+  FillCommonColumns(meta, st.live + st.deleted, st.free, pages, values, nulls);
+  nulls[4] = nulls[5] = nulls[6] = nulls[12] = nulls[13] = nulls[14] = true;
+  values[22] = Int32GetDatum(int32(meta.variant_words[kVamanaGraphDegree]));
+  values[23] = Int64GetDatum(st.entry_point);
+  nulls[23] = st.entry_point < 0;
+  values[24] = Int64GetDatum(st.deleted);
+  values[25] = Int32GetDatum(int32(st.min_degree));
+  values[26] = Float8GetDatum(st.mean_degree);
+  values[27] = Int32GetDatum(int32(st.max_degree));
+  values[28] = Int64GetDatum(st.bad_edges);
+  values[29] = Int64GetDatum(st.unreachable);
   return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
 }
 
@@ -111,14 +108,16 @@ extern "C" {
 
 PG_FUNCTION_INFO_V1(scann_index_info);
 
-// One row: the options frozen at build, and per-list counts of the slots on the pages (for
-// vamana, its graph instead).
+// One row: the variant and the options frozen at build (annoy's trees and leaf size, null for
+// IVF and for an untrained index, which has no forest), per-list counts of the slots on the
+// pages (for annoy, a row fills a slot in one leaf of every tree; for vamana, its graph
+// instead), the re-ranking and the recall calibration.
 Datum scann_index_info(PG_FUNCTION_ARGS) {
   using namespace scann::pg;
   TupleDesc desc;
   if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
     elog(ERROR, "scann_index_info must be called in a context that accepts a record");
-  Relation index = OpenScannIndex(PG_GETARG_OID(0));
+  Relation index = OpenScannIndex(PG_GETARG_OID(0), AccessShareLock, "scann_index_info");
   const ScannMetaPage meta = ReadMetaPage(index);
   if (Variant(meta.variant) == Variant::kVamana) {
     const VamanaGraphStats st = VamanaGraphInfo(index, meta);
@@ -147,23 +146,19 @@ Datum scann_index_info(PG_FUNCTION_ARGS) {
   const int64 pages = RelationGetNumberOfBlocks(index);
   relation_close(index, AccessShareLock);
 
+  const bool forest = meta.variant == uint16(Variant::kAnnoy) && meta.trained;
   Datum values[kInfoColumns];
   bool nulls[kInfoColumns] = {};
-  values[0] = BoolGetDatum(meta.trained != 0);
-  values[1] = CStringGetTextDatum(MetricName(meta.metric));
-  values[2] = Int32GetDatum(int32(meta.dims));
-  values[3] = Int32GetDatum(int32(meta.lists));
-  values[4] = Int32GetDatum(int32(meta.dims_per_subspace));
-  values[5] = Int32GetDatum(int32(meta.sample_rows));
-  values[6] = Float8GetDatum(meta.build_rows);
-  values[7] = Int64GetDatum(entries);
-  values[8] = Int64GetDatum(free_slots);
-  values[9] = Int64GetDatum(smallest);
-  values[10] = Int64GetDatum(largest);
-  values[11] = Int64GetDatum(empty);
-  values[12] = Int64GetDatum(pages);
-  values[13] = CStringGetTextDatum(VariantOf(meta).name);
-  for (int i = 14; i < kInfoColumns; i++) nulls[i] = true;
+  FillCommonColumns(meta, entries, free_slots, pages, values, nulls);
+  values[4] = Int32GetDatum(int32(meta.lists));
+  values[5] = Int32GetDatum(int32(meta.variant_words[kAnnoyWordTrees]));
+  nulls[5] = !forest;
+  values[6] = Int32GetDatum(int32(meta.variant_words[kAnnoyWordLeafSize]));
+  nulls[6] = !forest;
+  values[12] = Int64GetDatum(smallest);
+  values[13] = Int64GetDatum(largest);
+  values[14] = Int64GetDatum(empty);
+  for (int i = 22; i < kInfoColumns; i++) nulls[i] = true;
   PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
 

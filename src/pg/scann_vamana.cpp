@@ -368,7 +368,24 @@ void LinkUnreachableNode(Relation index, const VamanaIndex& vi, const ProductQua
   if (from != kNoEntry) AddEdgeReplacingLast(index, vi, from, u, code, wal);
 }
 
-const VariantOps kVamanaOps = {"vamana",       nullptr,          VamanaBuild,  VamanaInsert,
-                               &kVamanaSource, VamanaBulkDelete, VamanaCleanup};
+namespace {
+
+// Search lists shorter than scann.reorder are searched at its length, so the ladder starts
+// there (and at kMinCalibratedList); past kMaxCalibratedList a list costs more than most
+// users would pay for the last thousandths of recall.
+constexpr uint32 kMinCalibratedList = 10;
+constexpr uint32 kMaxCalibratedList = 1000;
+
+void VamanaLadder(const ScannMetaPage& meta, uint32* lowest, uint32* highest) {
+  *lowest = Min(Max(kMinCalibratedList, uint32(Max(g_reorder, 1))), kMaxCalibratedList);
+  *highest = kMaxCalibratedList;
+}
+
+const QueryKnobSpec kSearchList = {"search_list", &g_search_list, kDefaultSearchList, VamanaLadder};
+
+}  // namespace
+
+const VariantOps kVamanaOps = {"vamana",       nullptr,          VamanaBuild,   VamanaInsert,
+                               &kVamanaSource, VamanaBulkDelete, VamanaCleanup, &kSearchList};
 
 }  // namespace scann::pg

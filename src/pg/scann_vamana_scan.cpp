@@ -1,12 +1,13 @@
 // The vamana variant's candidate source: a beam search (core/vamana.h GreedySearch) from the
-// entry point with a list of scann.search_list candidates (scann.reorder if larger), each
+// entry point with a list of ScanContext::knob candidates (scann.search_list, or as the
+// index's calibration chooses it; scann.reorder if larger), each
 // expanded node one page read and one FastScan call over its neighbours' codes (scann_page.h)
 // against the query's quantized table -> every candidate of the list, by its exact integer key
 // (offset + score), in one batch for the shared re-ranking.
 //
 // When the executor asks for more (a WHERE clause rejected rows, or LIMIT exceeds the
 // candidates), the list widens (twice as long each time, up to kMaxWidenedList or
-// scann.search_list if larger) and the search runs on from where it stopped; its candidates
+// its first size if larger) and the search runs on from where it stopped; its candidates
 // come in approximate order and never twice.  Once the list has run out, the scan sweeps every
 // node page: the live nodes the search did not return, by their own codes, in batches of
 // growing size after the last key returned, so a scan that keeps going returns every row of
@@ -98,7 +99,7 @@ void* Begin(ScanContext* sc) {
   // Every candidate of the list is re-ranked (coarse codes rank the list's candidates poorly:
   // GloVe-100 50,000 rows, search list 800, recall@10 0.813 re-ranking the best 100 by code,
   // 0.973 re-ranking all 800), so the list holds at least scann.reorder candidates.
-  vs->list_size = Max(uint32(Max(g_search_list, 1)), vs->batch);
+  vs->list_size = Max(uint32(Max(sc->knob, 1)), vs->batch);
   vs->batch = vs->list_size;
   vs->list_cap = Max(vs->list_size, kMaxWidenedList);
   vs->expander = NewInContext<PageExpander>(sc->scan_cxt, sc->index, vs->vi, false);

@@ -37,6 +37,9 @@ namespace scann::pg {
 // A list partitioner's model, as trained at build or as read back from the index: what
 // filing a row in its lists and ranking lists for a query need.
 struct PartitionModel {
+  // The index the model belongs to (its relation id and relfilenode key the partitioners'
+  // per-backend caches); at build, the index being built.
+  Relation index;
   int dims;
   uint32 lists;
   uint32 fanout;           // lists each row is filed in
@@ -105,6 +108,16 @@ struct VariantBuild {
   double indexed;
 };
 
+// A variant's query knob: the GUC a scan reads it from and the values the recall calibration
+// measures it at.
+struct QueryKnobSpec {
+  const char* name;    // the GUC without "scann.": nprobe, search_list
+  const int* setting;  // the GUC's value; -1 lets the index's calibration choose
+  int uncalibrated;    // the value an index without calibration uses
+  // The lowest and highest values worth measuring for the index.
+  void (*ladder)(const ScannMetaPage& meta, uint32* lowest, uint32* highest);
+};
+
 struct VariantOps {
   const char* name;
   // The list-based variants' partitioner (null for others).
@@ -120,6 +133,8 @@ struct VariantOps {
   IndexBulkDeleteResult* (*bulk_delete)(IndexVacuumInfo* info, IndexBulkDeleteResult* stats,
                                         IndexBulkDeleteCallback callback, void* callback_state);
   IndexBulkDeleteResult* (*cleanup)(IndexVacuumInfo* info, IndexBulkDeleteResult* stats);
+  // The query knob (scann.nprobe for the list-based variants).
+  const QueryKnobSpec* knob;
 };
 
 // The operations of an index's variant (errors for a variant this build does not know).
@@ -140,6 +155,16 @@ IndexBulkDeleteResult* ListCleanup(IndexVacuumInfo* info, IndexBulkDeleteResult*
 
 // The partitioners.
 extern const ListPartitioner kIvfPartitioner;
+extern const ListPartitioner kAnnoyPartitioner;
+
+// What the annoy variant keeps in ScannMetaPage::variant_words (the others are 0): the
+// trees, the table rows per leaf the build aimed at, and the sample rows a leaf may hold
+// (the core's max_sample_rows_per_leaf).
+enum AnnoyWord { kAnnoyWordTrees = 0, kAnnoyWordLeafSize = 1, kAnnoyWordSampleRowsPerLeaf = 2 };
+
+// Registers the invalidation callback of the annoy partitioner's per-backend forest cache
+// (from _PG_init).
+void InitAnnoyCache();
 
 // The vamana variant's operations (scann_vamana*.cpp).
 extern const VariantOps kVamanaOps;
