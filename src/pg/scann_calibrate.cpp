@@ -78,6 +78,7 @@ double RecallAt(Relation index, const ScannMetaPage& meta, const float* queries,
     sc.knob = int(knob);
     sc.probe_limit = knob;
     sc.batch = batch;
+    sc.hidden_id = truth.query_id(q) == kNoQueryRow ? 0 : truth.query_id(q);
     sc.scan_cxt = cxt;
     sc.topk = NewInContext<KeyTopK>(cxt);
     void* state = source->begin(&sc);

@@ -41,6 +41,10 @@ struct ScanContext {
   int knob;
   uint32 probe_limit;      // partitions a scan may search in all (scann.max_probes)
   uint32 batch;            // candidates in a round's first batch (scann.reorder, or 100)
+  // The calibration's query row, which a graph search must not walk through (its out-edges
+  // lead straight to its neighbours, which a query from outside the index does not have);
+  // 0 (no TID) otherwise.
+  uint64 hidden_id;
   MemoryContext scan_cxt;  // the source's memory; reset by every rescan
   KeyTopK* topk;           // the collector each batch is left in
 };

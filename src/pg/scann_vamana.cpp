@@ -233,6 +233,10 @@ void PageExpander::ReadNode(uint32_t node, bool score) {
 size_t PageExpander::Expand(uint32_t node, const VisitedSet& visited, uint32_t* ids,
                             float* distances) {
   ReadNode(node, true);
+  if (hidden_id_ != 0 && ItemPointerIsValid(&tid_) && TidToId(&tid_) == hidden_id_) {
+    state_ = uint8(VamanaNodeState::kDeleted);
+    degree_ = 0;
+  }
   ExpandedNode& seen = seen_.Insert(node);
   seen.tid = tid_;
   seen.state = state_;

@@ -103,6 +103,9 @@ class PageExpander : public NodeExpander {
  public:
   PageExpander(Relation index, const VamanaIndex& vi, bool keep_codes);
   void SetTable(const uint8_t* qlut) { qlut_ = qlut; }
+  // Makes the node of the row with this id (TidToId; 0: none) look deleted and without
+  // neighbours: the calibration's query row, so that it measures queries from outside.
+  void Hide(uint64 id) { hidden_id_ = id; }
   // Forgets the nodes seen (a new search).
   void Reset();
   size_t Expand(uint32_t node, const VisitedSet& visited, uint32_t* ids, float* distances) override;
@@ -120,6 +123,7 @@ class PageExpander : public NodeExpander {
   VamanaIndex vi_;
   bool keep_codes_;
   const uint8_t* qlut_ = nullptr;
+  uint64 hidden_id_ = 0;
   uint64_t expansions_ = 0;
   // The last node read: its header, list, scores and own code.
   ItemPointerData tid_;

@@ -105,6 +105,7 @@ void* Begin(ScanContext* sc) {
   vs->expander = NewInContext<PageExpander>(sc->scan_cxt, sc->index, vs->vi, false);
   vs->search = NewInContext<GreedySearch>(sc->scan_cxt, vs->vi.layout.degree_bound);
   vs->expander->SetTable(vs->qlut);
+  vs->expander->Hide(sc->hidden_id);
   CppGuard([&] {
     const Candidate start{vs->expander->ScoreNode(entry), entry};
     vs->search->Start(&start, 1, vs->list_size);

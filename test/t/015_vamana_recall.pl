@@ -42,6 +42,34 @@ like($plan, qr/Index Scan using fashion_v/,
 $r = ScannTest::recall_at_10($node, table => 'fashion', queries => 'fashion_q', op => '<->');
 cmp_ok($r, '>=', 0.95, "Fashion-MNIST l2 recall\@10 at defaults: $r");
 
+# Calibration: the build measured recall against search_list, and with scann.search_list
+# unset (-1) the scan takes the smallest list that reaches scann.target_recall on these
+# held-out queries (Fashion-MNIST's test images, none of them a row of the table).
+sub chosen_list {
+	my ($index, $table, $queries, $op, $settings) = @_;
+	my ($rc, $out, $err) = $node->psql('postgres',
+		"SET client_min_messages = debug1; SET enable_seqscan = off; $settings "
+		  . "SELECT id FROM $table ORDER BY embedding $op (SELECT embedding FROM $queries LIMIT 1) LIMIT 10");
+	return $err =~ /scann index "$index": search_list (\d+) for target recall/ ? $1 : undef;
+}
+my ($knobs, $recalls, $with) = split /\|/, $node->safe_psql('postgres',
+	"SELECT calibration_knob, calibration_recall, calibrated_with FROM scann_index_info('fashion_v')");
+note("Fashion-MNIST vamana calibration: search_list $knobs recall $recalls");
+like($knobs, qr/^\{100,/, 'the ladder of search lists starts at scann.reorder (100)');
+is($with, 'rows', 'CREATE INDEX calibrated the vamana index on rows of the table');
+my $k95 = chosen_list('fashion_v', 'fashion', 'fashion_q', '<->', '');
+ok(defined $k95 && $k95 < 1000, 'target 0.95 chooses search_list ' . ($k95 // 'undef') . ', below the ladder\'s top (1000)');
+$r = ScannTest::recall_at_10($node, table => 'fashion', queries => 'fashion_q', op => '<->',
+	settings => { 'scann.reorder' => 10 });
+cmp_ok($r, '>=', 0.95, "Fashion-MNIST recall\@10 with no knob set (target 0.95, reorder 10): $r");
+my $r99 = ScannTest::recall_at_10($node, table => 'fashion', queries => 'fashion_q', op => '<->',
+	settings => { 'scann.target_recall' => 0.99, 'scann.reorder' => 10 });
+cmp_ok($r99, '>=', 0.985, "Fashion-MNIST recall\@10 at target 0.99 (reorder 10): $r99");
+my $k99 = chosen_list('fashion_v', 'fashion', 'fashion_q', '<->', 'SET scann.target_recall = 0.99;');
+ok(defined $k99 && $k99 >= $k95 && $k99 < 1000, "target 0.99 chooses search_list " . ($k99 // 'undef'));
+is(chosen_list('fashion_v', 'fashion', 'fashion_q', '<->', 'SET scann.search_list = 20;'), undef,
+	'an explicit scann.search_list wins and consults no target');
+
 # Recall rises with the search list (scann.reorder, the list's floor, set below it).
 my @sweep;
 for my $list (10, 40, 160) {
@@ -67,20 +95,14 @@ is($rows, 10, 'with a 1% filter at the defaults, LIMIT 10 still returns 10 rows'
 is(ScannTest::scan_all($node, 'fashion', '<->', 7), '20000 20000',
 	'every row of Fashion-MNIST once, 7 candidates a batch');
 
-# The same rows build the same pages, serially and with parallel workers.
-my $pages = sub {
-	my ($index) = @_;
-	return $node->safe_psql('postgres', qq{
-SELECT md5(string_agg(md5(substring(get_raw_page('$index', i::int) FROM 25)), '' ORDER BY i))
-  FROM generate_series(0, pg_relation_size('$index') / current_setting('block_size')::int - 1) i});
-};
-my $log_offset = -s $node->logfile;
+# The same rows build the same pages, serially and with parallel workers (the metapage's
+# calibration time aside).
 $node->safe_psql('postgres', q{
 SET client_min_messages = debug1;
 SET max_parallel_maintenance_workers = 0;
 CREATE INDEX fashion_v0 ON fashion USING scann (embedding l2_ops) WITH (variant = 'vamana');
 });
-is($pages->('fashion_v0'), $pages->('fashion_v'),
+is(ScannTest::differing_pages($node, 'fashion_v0', 'fashion_v'), '0',
 	'a serial build writes the same pages as a build with parallel workers');
 my ($ret, $out, $err) = $node->psql('postgres', q{
 SET client_min_messages = debug1;
@@ -89,7 +111,8 @@ CREATE INDEX fashion_v2 ON fashion USING scann (embedding l2_ops) WITH (variant 
 });
 like($err, qr/builds its vamana graph with [12] parallel workers/,
 	'the graph is built with parallel workers when PostgreSQL grants them');
-is($pages->('fashion_v2'), $pages->('fashion_v'), 'and its pages are the same again');
+is(ScannTest::differing_pages($node, 'fashion_v2', 'fashion_v'), '0',
+	'and its pages are the same again');
 $node->safe_psql('postgres', 'DROP INDEX fashion_v0, fashion_v2');
 
 # A build is interruptible: a statement timeout cancels it.
@@ -104,12 +127,32 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM pg_class WHERE relname = '
 # GloVe, 50,000 rows: cosine, and inner product on the same unnormalized rows.
 my $glove = ScannTest::dataset('glove-100');
 ScannTest::load_table($node, 'glove', $glove, 50000);
-ScannTest::load_queries($node, 'glove_q', $glove, 100);
+ScannTest::load_queries($node, 'glove_all', $glove, 200);
+$node->safe_psql('postgres', q{
+CREATE TABLE glove_q AS SELECT * FROM glove_all WHERE id < 100;
+CREATE TABLE glove_cal AS SELECT * FROM glove_all WHERE id >= 100});
 $node->safe_psql('postgres',
 	"CREATE INDEX glove_cos ON glove USING scann (embedding cosine_ops) WITH (variant = 'vamana')");
 $r = ScannTest::recall_at_10($node, table => 'glove', queries => 'glove_q', op => '<=>',
 	settings => { 'scann.search_list' => 800 });
 cmp_ok($r, '>=', 0.95, "GloVe cosine recall\@10 (search_list 800): $r");
+# The table holds GloVe's 50,000 most frequent words and the queries are random words: unlike
+# the rows the build calibrated on, so the target takes queries like them (the recall at the
+# build's calibration is reported, not asserted).
+($knobs, $recalls) = split /\|/, $node->safe_psql('postgres',
+	"SELECT calibration_knob, calibration_recall FROM scann_index_info('glove_cos')");
+note("GloVe vamana calibration on rows: search_list $knobs recall $recalls");
+my $kg = chosen_list('glove_cos', 'glove', 'glove_q', '<=>', '');
+$r = ScannTest::recall_at_10($node, table => 'glove', queries => 'glove_q', op => '<=>');
+note("GloVe recall\@10 with no knob set, calibrated on rows: $r (search_list " . ($kg // 'undef') . ')');
+$node->safe_psql('postgres', "SELECT scann_recalibrate('glove_cos', 'SELECT embedding FROM glove_cal')");
+($knobs, $recalls) = split /\|/, $node->safe_psql('postgres',
+	"SELECT calibration_knob, calibration_recall FROM scann_index_info('glove_cos')");
+note("GloVe vamana calibration on other random words: search_list $knobs recall $recalls");
+$kg = chosen_list('glove_cos', 'glove', 'glove_q', '<=>', '');
+$r = ScannTest::recall_at_10($node, table => 'glove', queries => 'glove_q', op => '<=>');
+cmp_ok($r, '>=', 0.95, "GloVe cosine recall\@10 with no knob set, calibrated on such queries (search_list " . ($kg // 'undef') . "): $r");
+ok(defined $kg && $kg < 1000, 'GloVe: the chosen search_list is below the ladder\'s top');
 is($node->safe_psql('postgres', "SELECT unreachable_nodes FROM scann_index_info('glove_cos')"),
 	'0', 'every GloVe node is reachable from the entry point');
 $node->safe_psql('postgres', q{DROP INDEX glove_cos;
