@@ -120,6 +120,13 @@ SELECT * FROM scann_index_info('opts_many');
 SELECT * FROM scann_index_info('opts_many');
 UPDATE pg_index SET indisvalid = true WHERE indexrelid = 'opts_many'::regclass;
 
+-- A database whose scann_index_info was declared by an older script than the library's (the
+-- library installed over it) gets an error, not a backend crash from rows of the wrong shape.
+CREATE FUNCTION old_index_info(index regclass, OUT trained boolean, OUT metric text,
+    OUT dims integer) AS 'pg_scann', 'scann_index_info' LANGUAGE C STRICT;
+SELECT * FROM old_index_info('opts_many');
+DROP FUNCTION old_index_info;
+
 RESET scann.nprobe;
 RESET scann.reorder;
 DROP TABLE tie, big_row, ipx, huge_ip, opts, wide;

@@ -43,7 +43,34 @@ const char* MetricName(uint16 metric) {
   return "unknown";
 }
 
-constexpr int kInfoColumns = 30;
+// The types of scann_index_info's columns, in order, as sql/pg_scann--*.sql declares them.
+constexpr Oid kInfoColumnTypes[] = {
+    BOOLOID, TEXTOID, TEXTOID, INT4OID, INT4OID, INT4OID, INT4OID, INT4OID, INT4OID, FLOAT8OID,
+    INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID, INT4ARRAYOID, FLOAT4ARRAYOID,
+    TIMESTAMPTZOID, BOOLOID, TEXTOID,
+    // vamana's graph
+    INT4OID, INT8OID, INT8OID, INT4OID, FLOAT8OID, INT4OID, INT8OID, INT8OID};
+constexpr int kInfoColumns = int(sizeof(kInfoColumnTypes) / sizeof(kInfoColumnTypes[0]));
+
+// Errors when the function's SQL definition in this database is not the one this library
+// fills (a library installed over a database whose extension objects are older): forming the
+// row with the wrong types would crash the backend.
+void CheckInfoColumns(TupleDesc desc) {
+  bool same = desc->natts == kInfoColumns;
+  for (int i = 0; same && i < kInfoColumns; i++)
+    same = TupleDescAttr(desc, i)->atttypid == kInfoColumnTypes[i];
+  if (!same)
+    ereport(ERROR,
+            (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+             errmsg("scann_index_info's SQL definition does not match the installed pg_scann "
+                    "library"),
+             errdetail("The library returns %d columns; this database's function declares %d, "
+                       "or other types.",
+                       kInfoColumns, desc->natts),
+             errhint("Recreate the extension's objects: DROP EXTENSION pg_scann CASCADE; CREATE "
+                     "EXTENSION pg_scann; (its indexes are dropped with it and must be created "
+                     "again).")));
+}
 
 // The columns every variant fills: the options frozen at build, the slots (a vamana graph's
 // live and deleted nodes, and its free ones), the pages, the re-ranking and the calibration.
@@ -117,6 +144,7 @@ Datum scann_index_info(PG_FUNCTION_ARGS) {
   TupleDesc desc;
   if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
     elog(ERROR, "scann_index_info must be called in a context that accepts a record");
+  CheckInfoColumns(desc);
   Relation index = OpenScannIndex(PG_GETARG_OID(0), AccessShareLock, "scann_index_info");
   const ScannMetaPage meta = ReadMetaPage(index);
   if (Variant(meta.variant) == Variant::kVamana) {

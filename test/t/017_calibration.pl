@@ -97,6 +97,22 @@ my $r_cal = ScannTest::recall_at_10($node, table => 'glove', queries => 'glove_q
 cmp_ok($r_cal, '>=', 0.94, "GloVe 50k recall\@10 at target 0.95 after calibrating on queries: $r_cal");
 cmp_ok($r_cal, '>', $r_rows, "... above the rows' calibration ($r_rows)");
 
+# GloVe 50,000 rows spread over the whole vocabulary (every sixth word), where the random
+# query words resemble the rows: the build's own calibration on rows holds the target.
+$node->safe_psql('postgres',
+	"CREATE TABLE glove_spread (id bigint PRIMARY KEY, embedding real[]);"
+	  . "COPY glove_spread FROM PROGRAM 'awk ''NR % 6 == 1'' $glove->{dir}/base.tsv | head -n 50000';"
+	  . "ANALYZE glove_spread;"
+	  . "CREATE INDEX glove_spread_idx ON glove_spread USING scann (embedding cosine_ops)");
+is(info('glove_spread_idx', 'calibrated_with'), 'rows', 'GloVe spread: calibrated on rows of the table');
+$r = ScannTest::recall_at_10($node, table => 'glove_spread', queries => 'glove_q', op => '<=>');
+cmp_ok($r, '>=', 0.95, "GloVe 50k spread recall\@10 at the defaults (target 0.95): $r");
+cmp_ok($r, '<=', 0.995, "... without searching everything: $r");
+$r = ScannTest::recall_at_10($node, table => 'glove_spread', queries => 'glove_q', op => '<=>',
+	settings => { 'scann.target_recall' => 0.99 });
+cmp_ok($r, '>=', 0.985, "GloVe 50k spread recall\@10 at target 0.99: $r");
+$node->safe_psql('postgres', 'DROP TABLE glove_spread');
+
 # A standby replays the calibration with the metapage and chooses the same knob.
 $node->backup('b');
 my $standby = PostgreSQL::Test::Cluster->new('calibration_standby');
