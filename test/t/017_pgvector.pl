@@ -80,6 +80,13 @@ like($node->safe_psql('postgres', "EXPLAIN (COSTS OFF) SELECT id FROM glove_v OR
 like($node->safe_psql('postgres', "EXPLAIN (COSTS OFF) SELECT id FROM fashion_h ORDER BY embedding <-> (SELECT embedding FROM fashion_hq LIMIT 1) LIMIT 10"),
 	qr/Index Scan using fashion_h_idx on fashion_h\n\s+Order By: \(embedding <-> \$0\)/,
 	"the planner chooses the index for pgvector's <-> on a halfvec column by itself");
+# A real[] query against a vector column resolves to pg_scann's real[] operator (pgvector casts
+# vector to real[] implicitly): no index; cast to vector, it uses the index.
+my $qr = $node->safe_psql('postgres', 'SELECT embedding::real[] FROM glove_vq WHERE id = 0');
+like($node->safe_psql('postgres', "SET enable_seqscan = off; EXPLAIN (COSTS OFF) SELECT id FROM glove_v ORDER BY embedding <=> '$qr'::real[] LIMIT 10"),
+	qr/Sort Key: \(\(\(embedding\)::real\[\] <=> /, 'a real[] query against a vector column sorts by the real[] operator');
+like($node->safe_psql('postgres', "EXPLAIN (COSTS OFF) SELECT id FROM glove_v ORDER BY embedding <=> '$qr'::real[]::vector LIMIT 10"),
+	qr/Index Scan using glove_v_idx/, 'cast to vector, it uses the index');
 my @rows = split /\n/, $node->safe_psql('postgres', qq{
 SET enable_seqscan = off; SELECT id, embedding <=> '$q' FROM glove_v ORDER BY embedding <=> '$q' LIMIT 10});
 is(scalar(@rows), 10, 'the query returns 10 rows through the index');
