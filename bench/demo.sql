@@ -41,6 +41,10 @@ CREATE INDEX fashion_mnist_embedding_idx ON fashion_mnist USING scann (embedding
 SELECT pg_size_pretty(pg_relation_size('fashion_mnist_embedding_idx')) AS index_size,
        pg_size_pretty(pg_table_size('fashion_mnist')) AS table_size;
 
+\echo == the recall the build measured per number of lists searched (scann.nprobe picks from it)
+SELECT lists, calibration_knob AS nprobe, calibration_recall AS "recall@10"
+  FROM scann_index_info('fashion_mnist_embedding_idx');
+
 \echo == the plan of a k-NN query
 EXPLAIN (COSTS OFF) SELECT id FROM fashion_mnist
  ORDER BY embedding <-> (SELECT embedding FROM fashion_mnist_queries WHERE id = 0) LIMIT 10;
@@ -99,7 +103,8 @@ WITH hits AS (
                   JOIN fashion_mnist_queries q ON q.id = a.qid
                  WHERE (i.embedding <-> q.embedding) <= e.kth + 1e-6) AS hit
     FROM approx a JOIN exact e USING (qid))
-SELECT current_setting('scann.nprobe') AS nprobe, current_setting('scann.reorder') AS reorder,
+SELECT current_setting('scann.target_recall') AS target_recall,
+       current_setting('scann.reorder') AS reorder,
        (SELECT count(*) FROM fashion_mnist_queries) AS queries,
        round(avg(hit) / 10.0, 4) AS "recall@10",
        round((SELECT count(*) FROM fashion_mnist_queries) / (SELECT seconds FROM timing WHERE system = 'scann'))::int AS "scann q/s",

@@ -40,17 +40,28 @@ def build(server, conn, system):
         return {"build_s": None, "index_bytes": None, "build_mem_mb": None,
                 "build_workers": None}
     monitor = server.connect()
+    del conn.notices[:]
     try:
+        with conn.cursor() as cur:
+            # scann's build reports its recall calibration's time at DEBUG1.
+            cur.execute("SET client_min_messages = debug1")
         with conn.cursor() as cur, PeakMemory(conn.get_backend_pid(), monitor) as mem, \
                 Step(f"{system.name}: {sql}") as step:
             cur.execute(sql)
         with conn.cursor() as cur:
+            cur.execute("RESET client_min_messages")
             cur.execute("SELECT pg_relation_size(%s::regclass)", (system.index,))
             size = cur.fetchone()[0]
     finally:
         monitor.close()
+    calibrate_s = None
+    for notice in conn.notices:
+        m = re.search(r"measured recall at \d+ knob values with \d+ queries in ([0-9.]+) s", notice)
+        if m:
+            calibrate_s = float(m.group(1))
+    del conn.notices[:]
     return {"build_s": step.seconds, "index_bytes": size, "build_mem_mb": mem.peak_mb,
-            "build_workers": mem.workers_seen}
+            "build_workers": mem.workers_seen, "calibrate_s": calibrate_s}
 
 
 def session(server, system, settings, k):

@@ -10,8 +10,8 @@ import os
 POINT_FIELDS = ["system", "params", "k", "recall@10", "recall@100", "server_us", "server_p50_us",
                 "qps", "p50_ms", "p99_ms", "clients", "qps_clients", "recall@10_server",
                 "in_process", "load1"]
-BUILD_FIELDS = ["system", "options", "build_s", "index_bytes", "build_mem_mb", "build_workers",
-                "in_process"]
+BUILD_FIELDS = ["system", "options", "build_s", "calibrate_s", "index_bytes", "build_mem_mb",
+                "build_workers", "in_process"]
 
 
 def _csv(path, fields, rows):
@@ -45,12 +45,13 @@ def markdown(results):
            f"{max([p['load1'] for p in results['points']] or [meta['load1_end']]):.1f} "
            "after a point",
            "",
-           "| system | options | build s | index MB | build peak MB | workers |",
-           "|---|---|---:|---:|---:|---:|"]
+           "| system | options | build s | of which recall calibration s | index MB | "
+           "build peak MB | workers |",
+           "|---|---|---:|---:|---:|---:|---:|"]
     for b in results["builds"]:
         size = None if b["index_bytes"] is None else b["index_bytes"] / 2**20
         out.append(f"| {_name(b['system'], b.get('in_process'))} | {b['options'] or '—'} | "
-                   f"{_fmt(b['build_s'], '.1f')} | "
+                   f"{_fmt(b['build_s'], '.1f')} | {_fmt(b.get('calibrate_s'), '.2f')} | "
                    f"{_fmt(size, ',.1f')} | {_fmt(b['build_mem_mb'], ',.1f')} | "
                    f"{_fmt(b['build_workers'], 'd')} |")
     r100 = " recall@100 |" if meta["k"] >= 100 else ""

@@ -43,6 +43,10 @@ def _ints(text):
     return [int(x) for x in text.split(",") if x]
 
 
+def _floats(text):
+    return [float(x) for x in text.split(",") if x]
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -62,6 +66,13 @@ def parse_args(argv):
     p.add_argument("--scann-opts", default="", help="WITH (...) of the scann index")
     p.add_argument("--nprobe", type=_ints, default="1,2,4,8,16,32", help="scann.nprobe values")
     p.add_argument("--reorder", type=_ints, default="100", help="scann.reorder values")
+    p.add_argument("--target-recall", type=_floats, default="0.95",
+                   help="scann.target_recall values, measured with scann.nprobe unset (-1) "
+                        "at each --reorder: the defaults' points")
+    p.add_argument("--annoy-opts", default="",
+                   help="WITH (...) of the scann-annoy index, besides variant = 'annoy'")
+    p.add_argument("--annoy-nprobe", type=_ints, default="8,16,32,64,128,256",
+                   help="scann.nprobe values of scann-annoy (leaves)")
     p.add_argument("--hnsw-opts", default="m = 16, ef_construction = 64")
     p.add_argument("--ef-search", type=_ints, default="10,20,40,80,160,320")
     p.add_argument("--ivfflat-opts", default="", help="default: lists = rows / 1000")
@@ -82,7 +93,10 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if args.smoke:
         args.dataset, args.rows, args.queries, args.k = "minilm", None, 100, 100
-        args.systems, args.nprobe, args.reorder = "exact,scann,pgvector-hnsw,hnswlib", [1, 4], [100]
+        args.systems, args.nprobe, args.reorder = ("exact,scann,scann-annoy,pgvector-hnsw,hnswlib",
+                                                   [1, 4], [100])
+        args.annoy_opts, args.annoy_nprobe = "", [4, 16]
+        args.target_recall = [0.95]
         args.ef_search, args.hnsw_opts = [40], "m = 16, ef_construction = 64"
         args.column_type = "real[]"
         args.clients, args.duration, args.warmup, args.dsn = 2, 1, 5, None
@@ -360,6 +374,12 @@ def check_smoke(results, out_dir):
     for p in results["points"]:
         assert 0.0 <= p["recall@10"] <= 1.0 and p["server_us"] > 0 and p["qps_clients"] > 0, p
         assert p["in_process"] or p["qps"] > 0, p
+    scann_builds = [b for b in results["builds"] if b["system"] == "scann"]
+    assert scann_builds and all(b["calibrate_s"] is not None for b in scann_builds), \
+        f"the scann build reported no recall calibration time: {scann_builds}"
+    defaults = [p for p in results["points"]
+                if p["system"] == "scann" and p["knobs"].get("scann.nprobe") == "-1"]
+    assert defaults, "no scann point at scann.nprobe -1 (the target_recall default)"
     for f in ("results.json", "points.csv", "builds.csv", "results.md", "recall_qps.png",
               "recall_server.png", "recall_clients.png", "build.png"):
         assert os.path.getsize(os.path.join(out_dir, f)) > 0, f"{f} is missing or empty"

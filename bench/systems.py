@@ -5,6 +5,8 @@ scann            CREATE INDEX ... USING scann (embedding <opclass>) WITH (--scan
                  knobs scann.nprobe x scann.reorder
 scann-serial     the same build with max_parallel_maintenance_workers = 0, for the build
                  time and memory of a serial build; no queries (its pages are the same)
+scann-annoy      CREATE INDEX ... USING scann (...) WITH (variant = 'annoy', --annoy-opts);
+                 knobs as scann's, with --annoy-nprobe (leaves, not lists) for --nprobe
 pgvector-hnsw    pgvector's HNSW on a pgvector column (vector, or halfvec); knob hnsw.ef_search
 pgvector-ivfflat pgvector's IVFFlat on the same column; knob ivfflat.probes
 ceiling          a prepared query that only parses the vector: the round trip every system
@@ -186,9 +188,15 @@ class Scann(_Indexed):
         return (f"CREATE INDEX {self.index} ON {self.table} USING scann "
                 f"(embedding {self.opclass}){_with_clause(self.options)}")
 
+    def nprobe_values(self):
+        return self.cfg.nprobe
+
     def points(self):
-        return [{"scann.nprobe": str(n), "scann.reorder": str(r)}
-                for n, r in itertools.product(self.cfg.nprobe, self.cfg.reorder)]
+        # The target points first: nprobe -1 picks from the build's recall calibration.
+        return ([{"scann.nprobe": "-1", "scann.target_recall": str(t), "scann.reorder": str(r)}
+                 for t, r in itertools.product(self.cfg.target_recall, self.cfg.reorder)]
+                + [{"scann.nprobe": str(n), "scann.reorder": str(r)}
+                   for n, r in itertools.product(self.nprobe_values(), self.cfg.reorder)])
 
 
 class ScannSerial(Scann):
@@ -204,6 +212,18 @@ class ScannSerial(Scann):
 
     def points(self):
         return []
+
+
+class ScannAnnoy(Scann):
+    name = "scann-annoy"
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.options = ", ".join(filter(None, ("variant = 'annoy'", cfg.annoy_opts)))
+        self.index = f"{self.table}_scann_annoy_idx"
+
+    def nprobe_values(self):
+        return self.cfg.annoy_nprobe
 
 
 class _Pgvector(_Indexed):
@@ -248,5 +268,5 @@ class PgvectorIvfflat(_Pgvector):
         return [{"ivfflat.probes": str(p)} for p in self.cfg.probes]
 
 
-SQL_SYSTEMS = {cls.name: cls for cls in (Exact, Scann, ScannSerial, PgvectorHnsw,
+SQL_SYSTEMS = {cls.name: cls for cls in (Exact, Scann, ScannSerial, ScannAnnoy, PgvectorHnsw,
                                          PgvectorIvfflat, Ceiling)}

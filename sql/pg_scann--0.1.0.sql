@@ -43,8 +43,8 @@ CREATE OPERATOR <=> (
 );
 COMMENT ON OPERATOR <=>(real[], real[]) IS 'cosine distance';
 
--- The scann access method: IVF lists of 4-bit product-quantization codes scanned with
--- FastScan, then exact re-ranking from the table.  See README.md for options and GUCs.
+-- The scann access method: lists (IVF's k-means partitions, or annoy's tree leaves) of 4-bit
+-- product-quantization codes scanned with FastScan, then exact re-ranking from the table.  See README.md for options and GUCs.
 CREATE FUNCTION scann_handler(internal) RETURNS index_am_handler
     AS 'MODULE_PATHNAME' LANGUAGE C;
 
@@ -77,17 +77,96 @@ CREATE OPERATOR CLASS cosine_ops FOR TYPE real[] USING scann AS
     OPERATOR 1 <=> (real[], real[]) FOR ORDER BY float_ops,
     FUNCTION 1 scann_cosine_metric();
 
--- What a scann index holds, read from its pages: the options frozen at build, the rows it
--- was built on, the slots holding a row (dead rows included until VACUUM removes them),
--- the free slots, the smallest and largest list and the empty lists, the index's pages.
+-- What a scann index holds, read from its pages: the variant and the options frozen at build
+-- (annoy's trees and the table rows per leaf it aimed at; null for ivf), the rows it was built
+-- on, the slots holding a row (dead rows included until VACUUM removes them; annoy files a row
+-- in one leaf of every tree), the free slots, the smallest and largest list (annoy: leaf) and
+-- the empty ones, the index's pages, what re-ranks candidates, and the recall calibration.
 -- Needs SELECT on the indexed table.
 CREATE FUNCTION scann_index_info(index regclass,
-    OUT trained boolean, OUT metric text, OUT dims integer, OUT lists integer,
+    OUT trained boolean, OUT variant text, OUT metric text, OUT dims integer,
+    OUT lists integer, OUT trees integer, OUT leaf_size integer,
     OUT dims_per_subspace integer, OUT sample_rows integer, OUT build_rows float8,
     OUT entries bigint, OUT free_slots bigint, OUT smallest_list bigint,
-    OUT largest_list bigint, OUT empty_lists bigint, OUT pages bigint)
+    OUT largest_list bigint, OUT empty_lists bigint, OUT pages bigint,
+    OUT rerank text, OUT calibration_knob integer[], OUT calibration_recall real[],
+    OUT calibrated_at timestamptz, OUT calibration_stale boolean, OUT calibrated_with text)
     AS 'MODULE_PATHNAME', 'scann_index_info'
     LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+
+-- Measures the recall of a scann index again (as CREATE INDEX did): how recall@10 rises with
+-- the query knob, which scans use for scann.target_recall.  With `queries` NULL, 100 random
+-- rows of the table are the queries; otherwise `queries` is a query returning one vector per
+-- row (the indexed column's type; its first 100 rows are used), for workloads whose queries
+-- do not look like the rows.  WAL-logged; needs ownership of the table.
+CREATE FUNCTION scann_recalibrate(index regclass, queries text DEFAULT NULL) RETURNS void
+    AS 'MODULE_PATHNAME', 'scann_recalibrate'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- Recall@k of an index for the caller's own queries at the current settings: `queries` is a
+-- query returning one vector per row; each is searched through the index and by an exact
+-- scan of the table, and a row of the index's answer counts when its distance is within the
+-- exact k-th distance (ties count).  Errors when PostgreSQL does not choose this index.
+CREATE FUNCTION scann_measure_recall(index regclass, queries text, k integer DEFAULT 10)
+RETURNS float8 LANGUAGE plpgsql VOLATILE STRICT AS $$
+DECLARE
+  tbl regclass;
+  col text;
+  op text;
+  q record;
+  line text;
+  used boolean := false;
+  kth float8;
+  found_rows bigint;
+  hits bigint := 0;
+  total bigint := 0;
+  saved_seqscan text := current_setting('enable_seqscan');
+  saved_indexscan text := current_setting('enable_indexscan');
+BEGIN
+  IF k < 1 THEN
+    RAISE EXCEPTION 'k must be at least 1, got %', k USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  SELECT i.indrelid::regclass, pg_get_indexdef(i.indexrelid, 1, true), o.amopopr::regoperator
+    INTO tbl, col, op
+    FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam
+    JOIN pg_amop o ON o.amopfamily = (SELECT opcfamily FROM pg_opclass WHERE oid = i.indclass[0])
+                  AND o.amopstrategy = 1
+   WHERE i.indexrelid = index AND a.amname = 'scann';
+  IF tbl IS NULL THEN
+    RAISE EXCEPTION '"%" is not a scann index', index USING ERRCODE = 'wrong_object_type';
+  END IF;
+  op := split_part(op::text, '(', 1);
+  FOR q IN EXECUTE format('SELECT v FROM (%s) s(v)', queries) LOOP
+    PERFORM set_config('enable_seqscan', 'on', true);
+    PERFORM set_config('enable_indexscan', 'off', true);
+    EXECUTE format('SELECT max(d) FROM (SELECT %s %s $1 AS d FROM %s ORDER BY 1 LIMIT %s) s',
+                   col, op, tbl, k) INTO kth USING q.v;
+    PERFORM set_config('enable_seqscan', 'off', true);
+    PERFORM set_config('enable_indexscan', 'on', true);
+    IF NOT used THEN
+      FOR line IN EXECUTE format('EXPLAIN (COSTS OFF) SELECT 1 FROM %s ORDER BY %s %s $1 LIMIT %s',
+                                 tbl, col, op, k) USING q.v LOOP
+        used := used OR line LIKE format('%%Index Scan using %s %%', index::text);
+      END LOOP;
+      IF NOT used THEN
+        RAISE EXCEPTION 'PostgreSQL does not choose index "%" for these queries', index
+          USING ERRCODE = 'object_not_in_prerequisite_state',
+                HINT = 'Another index on the same column may be cheaper; measure with it dropped (in a transaction you roll back).';
+      END IF;
+    END IF;
+    EXECUTE format('SELECT count(*) FILTER (WHERE d <= $2 + 1e-6 * abs($2) + 1e-9) FROM '
+                   '(SELECT %s %s $1 AS d FROM %s ORDER BY %s %s $1 LIMIT %s) s',
+                   col, op, tbl, col, op, k) INTO found_rows USING q.v, kth;
+    hits := hits + found_rows;
+    total := total + k;
+  END LOOP;
+  PERFORM set_config('enable_seqscan', saved_seqscan, true);
+  PERFORM set_config('enable_indexscan', saved_indexscan, true);
+  IF total = 0 THEN
+    RETURN NULL;
+  END IF;
+  RETURN hits::float8 / total;
+END $$;
 
 -- Diagnostics: raises an error of the given kind inside guarded C++ code (see
 -- src/pg/guard.h); used by the regression tests of the C++/PostgreSQL boundary.

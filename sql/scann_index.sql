@@ -16,7 +16,7 @@ CREATE INDEX ON t USING scann (v) WITH (lists = -1);
 CREATE INDEX ON t USING scann (v) WITH (dims_per_subspace = 0);
 CREATE INDEX ON t USING scann (v) WITH (sample = -5);
 CREATE INDEX ON t USING scann (v) WITH (anisotropic_threshold = -0.5);
-CREATE INDEX ON t USING scann (v) WITH (variant = 'annoy');
+CREATE INDEX ON t USING scann (v) WITH (variant = 'vamana');
 CREATE INDEX ON t USING scann (v) WITH (variant = 'hnsw');
 CREATE INDEX ON t USING scann (v) WITH (nonsense = 1);
 CREATE INDEX ON t USING scann (id);
@@ -260,7 +260,11 @@ DROP TABLE counted;
 CREATE TABLE infot (id int, v real[]);
 INSERT INTO infot SELECT i, ARRAY[cos(i * 0.1), sin(i * 0.1), i % 7] FROM generate_series(1, 400) i;
 CREATE INDEX infot_v ON infot USING scann (v cosine_ops) WITH (lists = 8);
-SELECT * FROM scann_index_info('infot_v');
+SELECT trained, metric, dims, lists, dims_per_subspace, sample_rows, build_rows, entries,
+       free_slots, smallest_list, largest_list, empty_lists, pages, rerank, calibration_knob,
+       calibration_recall, calibrated_at > now() - interval '1 hour' AS calibrated_now,
+       calibration_stale
+  FROM scann_index_info('infot_v');
 DELETE FROM infot WHERE id % 4 = 0;
 VACUUM infot;
 INSERT INTO infot SELECT i, ARRAY[1, 0, 0] FROM generate_series(401, 420) i;

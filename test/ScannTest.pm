@@ -148,6 +148,23 @@ SELECT round(avg(hits) / 10.0, 4) || ' ' || min(n) FROM (
 	return wantarray ? ($recall, $min_rows) : $recall;
 }
 
+# Blocks whose contents differ between two indexes of the same database, LSN and checksum
+# aside (the first 10 bytes of the page header); 'size' when their lengths differ.  In the
+# metapage (block 0), differences within one 8-byte field are allowed: the time the build
+# measured its recall calibration.  Needs pageinspect.
+sub differing_pages {
+	my ($node, $a, $b) = @_;
+	return $node->safe_psql('postgres', qq{
+SELECT CASE WHEN pg_relation_size('$a') <> pg_relation_size('$b') THEN 'size'
+  ELSE (SELECT count(*) FROM generate_series(0, pg_relation_size('$a') / 8192 - 1) b,
+               LATERAL (SELECT get_raw_page('$a', b::int) AS pa, get_raw_page('$b', b::int) AS pb) p
+        WHERE CASE WHEN b = 0
+                   THEN (SELECT coalesce(max(i) - min(i) >= 8, false) FROM generate_series(10, 8191) i
+                          WHERE get_byte(pa, i) <> get_byte(pb, i))
+                   ELSE substr(pa, 11) <> substr(pb, 11) END)::text
+  END});
+}
+
 # Runs `$code` while one client inserts copies of random rows among the first $rows of
 # TABLE(id, embedding) for 5 seconds (started a second earlier, so inserts overlap every
 # phase of what $code runs); returns the number of rows inserted. Ids of the copies come

@@ -53,8 +53,9 @@ bool Insert(Relation index, Datum* values, bool* isnull, ItemPointer heap_tid, R
   return false;
 }
 
-// Like pgvector's ivfflat estimate: the scan reads nprobe/lists of the index before its
-// first row, then re-ranks up to scann.reorder heap tuples.
+// Like pgvector's ivfflat estimate: the scan reads nprobe of the lists before its first row,
+// entries for nprobe x fanout / lists of the table's rows (a row sits in `fanout` lists),
+// then re-ranks up to scann.reorder heap tuples.
 void CostEstimate(PlannerInfo* root, IndexPath* path, double loop_count, Cost* startup_cost,
                   Cost* total_cost, Selectivity* selectivity, double* correlation, double* pages) {
   GenericCosts costs = {};
@@ -68,7 +69,10 @@ void CostEstimate(PlannerInfo* root, IndexPath* path, double loop_count, Cost* s
   Relation index = index_open(path->indexinfo->indexoid, NoLock);
   ScannMetaPage meta = GetIndexState(index)->meta;  // cached: no buffer read per plan
   index_close(index, NoLock);
-  double ratio = meta.trained ? Min(1.0, double(g_nprobe) / std::max<uint32>(meta.lists, 1)) : 1.0;
+  double ratio =
+      meta.trained
+          ? Min(1.0, double(QueryKnob(meta)) * meta.fanout / std::max<uint32>(meta.lists, 1))
+          : 1.0;
   double tuples = path->indexinfo->tuples;
   costs.numIndexTuples = Max(tuples * ratio, 1.0);
   genericcostestimate(root, path, loop_count, &costs);

@@ -27,9 +27,11 @@
 #include "core/kmeans.h"
 #include "core/pq.h"
 #include "core/rng.h"
+#include "pg/scann_calibrate.h"
 #include "pg/scann_index.h"
 #include "pg/scann_list.h"
 #include "pg/scann_options.h"
+#include "pg/scann_scan.h"
 #include "pg/scann_variant.h"
 #include "pg/scann_vector.h"
 
@@ -43,6 +45,7 @@ extern "C" {
 #include "catalog/pg_type_d.h"
 #include "commands/progress.h"
 #include "executor/instrument.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "optimizer/optimizer.h"
 #include "pgstat.h"
@@ -53,6 +56,7 @@ extern "C" {
 #include "tcop/tcopprot.h"
 #include "utils/backend_progress.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 #include "utils/tuplesort.h"
 #include "utils/wait_event.h"
 
@@ -71,6 +75,7 @@ enum BuildPhase : int64 {
   kPhaseEncode,
   kPhaseSort,
   kPhaseWrite,
+  kPhaseCalibrate,
 };
 
 constexpr uint64_t kSeed = 0x5ca11ab1e0f5ca1ull;
@@ -114,6 +119,43 @@ constexpr uint64 kKeySort = UINT64CONST(0x5CA0000000000002);
 constexpr uint64 kKeyQueryText = UINT64CONST(0x5CA0000000000005);
 constexpr uint64 kKeyBufferUsage = UINT64CONST(0x5CA0000000000006);
 constexpr uint64 kKeyWalUsage = UINT64CONST(0x5CA0000000000007);
+constexpr uint64 kKeyCalibration = UINT64CONST(0x5CA0000000000008);
+
+// The calibration queries a parallel pass shares and each worker's neighbours of them:
+// nq x dims floats, nq ids, then per worker nq x kCalibrationK neighbours and nq counts.
+struct CalibrationShared {
+  int nq;
+  int workers;
+};
+
+size_t CalibrationSharedBytes(int nq, int dims, int workers) {
+  return MAXALIGN(sizeof(CalibrationShared)) + MAXALIGN(sizeof(float) * size_t(nq) * dims) +
+         MAXALIGN(sizeof(uint64) * nq) +
+         size_t(workers) * (MAXALIGN(sizeof(NeighborTruth::Neighbor) * nq * kCalibrationK) +
+                            MAXALIGN(sizeof(int) * nq));
+}
+
+float* CalibrationQueriesOf(CalibrationShared* cs) {
+  return reinterpret_cast<float*>(reinterpret_cast<char*>(cs) + MAXALIGN(sizeof(CalibrationShared)));
+}
+
+uint64* CalibrationIdsOf(CalibrationShared* cs, int dims) {
+  return reinterpret_cast<uint64*>(reinterpret_cast<char*>(CalibrationQueriesOf(cs)) +
+                                   MAXALIGN(sizeof(float) * size_t(cs->nq) * dims));
+}
+
+// Worker w's neighbours (nq x kCalibrationK) and their counts (nq).
+NeighborTruth::Neighbor* CalibrationNeighborsOf(CalibrationShared* cs, int dims, int w) {
+  char* base = reinterpret_cast<char*>(CalibrationIdsOf(cs, dims)) + MAXALIGN(sizeof(uint64) * cs->nq);
+  const size_t per_worker = MAXALIGN(sizeof(NeighborTruth::Neighbor) * cs->nq * kCalibrationK) +
+                            MAXALIGN(sizeof(int) * cs->nq);
+  return reinterpret_cast<NeighborTruth::Neighbor*>(base + size_t(w) * per_worker);
+}
+
+int* CalibrationCountsOf(CalibrationShared* cs, int dims, int w) {
+  return reinterpret_cast<int*>(reinterpret_cast<char*>(CalibrationNeighborsOf(cs, dims, w)) +
+                                MAXALIGN(sizeof(NeighborTruth::Neighbor) * cs->nq * kCalibrationK));
+}
 
 struct BuildState {
   Relation heap;
@@ -126,8 +168,9 @@ struct BuildState {
   double indexed;  // rows encoded (pass 3)
   MemoryContext row_cxt;
 
-  // Sampling (pass 2): reservoir of `sample_cap` rows.
+  // Sampling (pass 2): reservoir of `sample_cap` rows, with their row ids.
   float* sample;
+  uint64* sample_ids;
   uint32 sample_cap;
   uint32 sample_rows;
   double seen;
@@ -166,9 +209,19 @@ struct BuildState {
   // AssignNearest's blocked kernel (faster than one row against every centroid at a time).
   float* chunk;  // chunk_cap rows of dims floats
   ItemPointerData* chunk_tids;
+  uint64* chunk_ids;
   int32* chunk_lists;  // fanout per row
   uint32 chunk_cap;
   uint32 chunk_rows;
+
+  // Calibration: queries picked from the sample, and their exact neighbours among every row
+  // encoded (core/calibration.h).
+  float* cal_queries;
+  uint64* cal_ids;
+  int cal_n;
+  NeighborTruth* truth;
+  CalibrationShared* cal_shared;  // parallel passes only
+  int worker;                     // this participant's worker number; -1 in the leader
 
   // Parallel encoding (null / 0 in a serial build).
   bool report_progress;  // false in workers
@@ -184,6 +237,7 @@ struct BuildState {
 // The partition model as the build has it so far.
 PartitionModel Model(const BuildState* bs) {
   PartitionModel model;
+  model.index = bs->index;
   model.dims = bs->dims;
   model.lists = bs->opts.lists;
   model.fanout = bs->fanout;
@@ -223,6 +277,7 @@ void SampleCallback(Relation index, ItemPointer tid, Datum* values, bool* isnull
   // A zero vector under cosine is not indexed, so it takes no slot either.
   if (ReadIndexVector(values[0], bs->metric, bs->dims, bs->index, tid, bs->vec, nullptr)) {
     std::memcpy(bs->sample + size_t(slot) * bs->dims, bs->vec, sizeof(float) * bs->dims);
+    bs->sample_ids[slot] = TidToId(tid);
     if (slot == bs->sample_rows) bs->sample_rows++;
   }
   MemoryContextSwitchTo(old);
@@ -265,6 +320,10 @@ void FlushChunk(BuildState* bs) {
   const uint32 n = bs->chunk_rows;
   if (n == 0) return;
   bs->partitioner->assign(Model(bs), bs->chunk, n, bs->chunk_lists);
+  if (bs->truth) {
+    for (uint32 i = 0; i < n; i++) bs->chunk_ids[i] = TidToId(&bs->chunk_tids[i]);
+    CppGuard([&] { bs->truth->Add(bs->chunk, bs->chunk_ids, n); });
+  }
   for (uint32 i = 0; i < n; i++) {
     if (bs->record_bytes > 0)
       EncodeRecord(bs->sq, bs->chunk + size_t(i) * bs->dims, bs->codes + bs->code_bytes);
@@ -312,14 +371,61 @@ void CountRows(BuildState* bs) {
 
 void SampleRows(BuildState* bs) {
   pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, kPhaseSample);
-  bs->sample_cap = static_cast<uint32>(std::min<double>(bs->opts.sample, bs->rows));
+  // Room for the calibration queries too, which leave the sample before training.
+  const double wanted = double(bs->opts.sample) + CalibrationQueries(bs->dims, bs->opts.sample);
+  bs->sample_cap = static_cast<uint32>(std::min<double>(wanted, bs->rows));
   bs->sample = static_cast<float*>(MemoryContextAllocHuge(
       CurrentMemoryContext,
       sizeof(float) * std::max<size_t>(1, size_t(bs->sample_cap) * bs->dims)));
+  bs->sample_ids = static_cast<uint64*>(MemoryContextAllocHuge(
+      CurrentMemoryContext, sizeof(uint64) * std::max<size_t>(1, bs->sample_cap)));
   bs->rng = new (palloc(sizeof(Rng))) Rng(kSeed);  // trivially destructible
   bs->vec = static_cast<float*>(palloc(sizeof(float) * bs->dims));
   table_index_build_scan(bs->heap, bs->index, bs->index_info, false, true, SampleCallback, bs,
                          nullptr);
+}
+
+// Copies the calibration queries, sample rows chosen with their own seeded generator, before
+// training reorders the sample, and takes them out of the sample.
+void PickCalibrationQueries(BuildState* bs) {
+  bs->cal_n = CalibrationQueries(bs->dims, bs->sample_rows);
+  bs->cal_queries = static_cast<float*>(palloc(sizeof(float) * std::max<size_t>(1, size_t(bs->cal_n) * bs->dims)));
+  bs->cal_ids = static_cast<uint64*>(palloc(sizeof(uint64) * std::max(1, bs->cal_n)));
+  uint32* slots = static_cast<uint32*>(palloc(sizeof(uint32) * bs->sample_rows));
+  for (uint32 i = 0; i < bs->sample_rows; i++) slots[i] = i;
+  Rng rng(kSeed ^ 0xCA11B4A7E5ull);
+  for (int q = 0; q < bs->cal_n; q++) {  // a partial Fisher-Yates shuffle
+    const uint32 pick = q + uint32(rng.Below(bs->sample_rows - q));
+    std::swap(slots[q], slots[pick]);
+    std::memcpy(bs->cal_queries + size_t(q) * bs->dims, bs->sample + size_t(slots[q]) * bs->dims,
+                sizeof(float) * bs->dims);
+    bs->cal_ids[q] = bs->sample_ids[slots[q]];
+  }
+  // The queries stay out of training as far as the table allows (the reservoir took up to
+  // cal_n rows more than the training sample): rows the partitions and codebooks were fitted
+  // to find their neighbours more easily than the queries users send.  Training keeps
+  // exactly min(sample, rows) rows either way.
+  const uint32 spare = bs->sample_rows > uint32(bs->opts.sample)
+                           ? bs->sample_rows - uint32(bs->opts.sample)
+                           : 0;
+  const uint32 held_out = Min(spare, uint32(bs->cal_n));
+  if (held_out > 0) {
+    bool* held = static_cast<bool*>(palloc0(sizeof(bool) * bs->sample_rows));
+    for (uint32 q = 0; q < held_out; q++) held[slots[q]] = true;
+    uint32 kept = 0;
+    for (uint32 i = 0; i < bs->sample_rows; i++) {
+      if (held[i]) continue;
+      if (kept != i) {
+        std::memcpy(bs->sample + size_t(kept) * bs->dims, bs->sample + size_t(i) * bs->dims,
+                    sizeof(float) * bs->dims);
+        bs->sample_ids[kept] = bs->sample_ids[i];
+      }
+      kept++;
+    }
+    bs->sample_rows = kept;
+    pfree(held);
+  }
+  pfree(slots);
 }
 
 // For ip, T (given for unit-norm rows, as with cosine) is scaled by the sample's median
@@ -410,6 +516,11 @@ void BeginEncoding(BuildState* bs) {
     bs->chunk = static_cast<float*>(palloc(sizeof(float) * size_t(bs->chunk_cap) * dims));
     bs->chunk_tids = static_cast<ItemPointerData*>(palloc(sizeof(ItemPointerData) * bs->chunk_cap));
     bs->chunk_lists = static_cast<int32*>(palloc(sizeof(int32) * bs->chunk_cap * bs->fanout));
+    bs->chunk_ids = static_cast<uint64*>(palloc(sizeof(uint64) * bs->chunk_cap));
+    if (bs->cal_n > 0)
+      bs->truth = NewInContext<NeighborTruth>(CurrentMemoryContext, bs->cal_queries, bs->cal_ids,
+                                              bs->cal_n, bs->dims,
+                                              bs->metric == Metric::kInnerProduct, kCalibrationK);
     bs->chunk_rows = 0;
   }
 }
@@ -436,6 +547,16 @@ void EncodeShare(BuildState* bs, int sort_mem, bool progress) {
   table_index_build_scan(bs->heap, bs->index, bs->index_info, true, progress, EncodeCallback, bs,
                          scan);  // ends the scan
   FlushChunk(bs);
+  if (bs->truth && bs->worker >= 0) {  // the leader keeps its share in its own truth
+    CalibrationShared* cs = bs->cal_shared;
+    NeighborTruth::Neighbor* out = CalibrationNeighborsOf(cs, bs->dims, bs->worker);
+    int* counts = CalibrationCountsOf(cs, bs->dims, bs->worker);
+    for (int q = 0; q < cs->nq; q++) {
+      const auto& nearest = bs->truth->Nearest(q);
+      counts[q] = int(nearest.size());
+      std::copy(nearest.begin(), nearest.end(), out + size_t(q) * kCalibrationK);
+    }
+  }
   tuplesort_performsort(bs->sort);
   tuplesort_end(bs->sort);
   bs->sort = nullptr;
@@ -477,7 +598,10 @@ void BeginParallel(BuildState* bs) {
   shm_toc_estimate_chunk(&pcxt->estimator, mul_size(sizeof(WalUsage), pcxt->nworkers));
   size_t query_bytes = debug_query_string ? strlen(debug_query_string) + 1 : 0;
   if (query_bytes) shm_toc_estimate_chunk(&pcxt->estimator, query_bytes);
-  shm_toc_estimate_keys(&pcxt->estimator, query_bytes ? 5 : 4);
+  const size_t cal_bytes =
+      bs->cal_n > 0 ? CalibrationSharedBytes(bs->cal_n, bs->dims, pcxt->nworkers) : 0;
+  if (cal_bytes) shm_toc_estimate_chunk(&pcxt->estimator, cal_bytes);
+  shm_toc_estimate_keys(&pcxt->estimator, 4 + (query_bytes ? 1 : 0) + (cal_bytes ? 1 : 0));
   InitializeParallelDSM(pcxt);
   bs->pcxt = pcxt;
   bs->snapshot = snapshot;
@@ -524,6 +648,18 @@ void BeginParallel(BuildState* bs) {
     std::memcpy(query, debug_query_string, query_bytes);
     shm_toc_insert(pcxt->toc, kKeyQueryText, query);
   }
+  if (cal_bytes) {
+    CalibrationShared* cs = static_cast<CalibrationShared*>(shm_toc_allocate(pcxt->toc, cal_bytes));
+    cs->nq = bs->cal_n;
+    cs->workers = pcxt->nworkers;
+    std::memcpy(CalibrationQueriesOf(cs), bs->cal_queries,
+                sizeof(float) * size_t(bs->cal_n) * bs->dims);
+    std::memcpy(CalibrationIdsOf(cs, bs->dims), bs->cal_ids, sizeof(uint64) * bs->cal_n);
+    for (int w = 0; w < pcxt->nworkers; w++)
+      std::memset(CalibrationCountsOf(cs, bs->dims, w), 0, sizeof(int) * bs->cal_n);
+    shm_toc_insert(pcxt->toc, kKeyCalibration, cs);
+    bs->cal_shared = cs;
+  }
 
   LaunchParallelWorkers(pcxt);
   if (pcxt->nworkers_launched == 0) {  // none to be had: build serially
@@ -559,6 +695,15 @@ void MergeShares(BuildState* bs) {
   ConditionVariableCancelSleep();
   bs->indexed = double(pg_atomic_read_u64(&bs->shared->encoded));
   pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, int64(bs->indexed));
+  if (bs->truth && bs->cal_shared) {
+    CalibrationShared* cs = bs->cal_shared;
+    for (int w = 0; w < bs->pcxt->nworkers_launched; w++)
+      for (int q = 0; q < cs->nq; q++)
+        CppGuard([&] {
+          bs->truth->Merge(q, CalibrationNeighborsOf(cs, bs->dims, w) + size_t(q) * kCalibrationK,
+                           CalibrationCountsOf(cs, bs->dims, w)[q]);
+        });
+  }
   SortCoordinate coordinate = static_cast<SortCoordinate>(palloc0(sizeof(SortCoordinateData)));
   coordinate->isWorker = false;
   coordinate->nParticipants = bs->participants;
@@ -677,6 +822,34 @@ ScannMetaPage WriteIndex(BuildState* bs) {
   return meta;
 }
 
+// Measures recall at a ladder of the query knob on the finished index (the pages are
+// complete) and records it in the metapage, which the build's newpage range then logs.
+void Calibrate(BuildState* bs) {
+  pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, kPhaseCalibrate);
+  const TimestampTz start = GetCurrentTimestamp();
+  ScannCalibration c = MeasureCalibration(bs->index, bs->cal_queries, bs->cal_n, *bs->truth);
+  c.rows = bs->indexed;
+  Buffer buf = ReadBufferExtended(bs->index, bs->fork, kMetaBlock, RBM_NORMAL, nullptr);
+  LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+  MetaPageData(BufferGetPage(buf))->calibration = c;
+  MarkBufferDirty(buf);
+  UnlockReleaseBuffer(buf);
+  // The cached state read during the measurement predates it.
+  bs->index->rd_amcache = nullptr;
+  long secs;
+  int usecs;
+  TimestampDifference(start, GetCurrentTimestamp(), &secs, &usecs);
+  StringInfoData ladder;
+  initStringInfo(&ladder);
+  for (int i = 0; i < c.points; i++)
+    appendStringInfo(&ladder, "%s%u: %.3f", i ? ", " : "", c.knob[i], c.recall[i]);
+  ereport(DEBUG1, (errmsg_internal("scann index \"%s\" measured recall at %d knob values with %d "
+                                   "queries in %.3f s",
+                                   RelationGetRelationName(bs->index), int(c.points), bs->cal_n,
+                                   secs + usecs / 1e6),
+                   errdetail_internal("%s", ladder.data)));
+}
+
 void WriteMetaPage(Relation index, ForkNumber fork, const ScannMetaPage& meta) {
   Buffer buf = ReadBufferExtended(index, fork, kMetaBlock, RBM_NORMAL, nullptr);
   LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
@@ -701,6 +874,7 @@ void InitBuildState(BuildState* bs, Relation heap, Relation index, IndexInfo* in
   bs->opts.variant = IndexVariant(index);
   bs->partitioner = VariantOf(bs->opts.variant).partitioner;
   bs->fanout = 1;
+  bs->worker = -1;
   bs->partition_start = InvalidBlockNumber;
   bs->sq8_start = InvalidBlockNumber;
   bs->row_cxt =
@@ -722,6 +896,7 @@ void BuildIndex(BuildState* bs) {
   }
   bs->trained = bs->sample_rows >= kMinTrainingRows;
   if (bs->trained) {
+    PickCalibrationQueries(bs);
     Train(bs);
     bs->code_bytes = bs->pq->num_subspaces();
   } else {
@@ -736,6 +911,7 @@ void BuildIndex(BuildState* bs) {
   ScannMetaPage meta = WriteIndex(bs);
   EndParallel(bs);  // after the merge has been read back
   WriteMetaPage(bs->index, bs->fork, meta);
+  if (bs->truth) Calibrate(bs);
   if (bs->fork == INIT_FORKNUM || RelationNeedsWAL(bs->index))
     log_newpage_range(bs->index, bs->fork, 0, RelationGetNumberOfBlocksInFork(bs->index, bs->fork),
                       true);
@@ -794,6 +970,8 @@ char* BuildPhaseName(int64 phase) {
       return const_cast<char*>("sorting rows by list");
     case kPhaseWrite:
       return const_cast<char*>("writing lists");
+    case kPhaseCalibrate:
+      return const_cast<char*>("measuring recall");
     default:
       return nullptr;
   }
@@ -849,6 +1027,13 @@ void scann_parallel_build_main(dsm_segment* seg, shm_toc* toc) {
     ReadStream(index, shared->sq8_start, params, sizeof(float) * 2 * size_t(shared->dims));
     bs.sq = NewInContext<scann::ScalarQuantizer>(CurrentMemoryContext, shared->dims, params);
     bs.record_bytes = RecordBytes(uint32(shared->dims));
+  }
+  bs.worker = ParallelWorkerNumber;
+  bs.cal_shared = static_cast<CalibrationShared*>(shm_toc_lookup(toc, kKeyCalibration, true));
+  if (bs.cal_shared) {
+    bs.cal_n = bs.cal_shared->nq;
+    bs.cal_queries = CalibrationQueriesOf(bs.cal_shared);
+    bs.cal_ids = CalibrationIdsOf(bs.cal_shared, shared->dims);
   }
   BeginEncoding(&bs);
   EncodeShare(&bs, shared->sort_mem, false);

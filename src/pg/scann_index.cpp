@@ -10,6 +10,12 @@
 
 extern "C" {
 #include "access/generic_xlog.h"
+#include "utils/syscache.h"
+#include "utils/lsyscache.h"
+#include "utils/acl.h"
+#include "commands/defrem.h"
+#include "catalog/pg_class.h"
+#include "catalog/index.h"
 #include "access/relation.h"
 #include "access/xact.h"
 #include "miscadmin.h"
@@ -119,6 +125,42 @@ void ReadStream(Relation index, BlockNumber start, void* out, size_t bytes) {
     dst += chunk;
     bytes -= chunk;
   }
+}
+
+// Opens `relid` if it is a valid scann index whose table the caller may read, else raises an
+// error.  Existence, kind and privilege are checked in the catalogs before the lock is taken,
+// as PostgreSQL's own functions do, so that a caller without privileges does not queue
+// behind the index's lock.
+Relation OpenScannIndex(Oid relid, LOCKMODE lockmode, const char* function) {
+  HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+  if (!HeapTupleIsValid(tuple))
+    ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+                    errmsg("relation with OID %u does not exist", relid)));
+  const Form_pg_class form = reinterpret_cast<Form_pg_class>(GETSTRUCT(tuple));
+  const bool is_scann =
+      form->relkind == RELKIND_INDEX && form->relam == get_index_am_oid("scann", false);
+  ReleaseSysCache(tuple);
+  if (!is_scann)
+    ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE),
+                    errmsg("\"%s\" is not a scann index", get_rel_name(relid)),
+                    errhint("Pass the name of an index created USING scann.")));
+  const Oid heap = IndexGetRelation(relid, true);
+  if (heap != InvalidOid && pg_class_aclcheck(heap, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+    ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                    errmsg("permission denied for table %s", get_rel_name(heap)),
+                    errdetail("%s needs SELECT on the indexed table.", function)));
+  Relation index = try_relation_open(relid, lockmode);
+  if (index == nullptr)  // dropped while we waited for the lock
+    ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+                    errmsg("relation with OID %u does not exist", relid)));
+  if (!index->rd_index->indisvalid || RelationGetNumberOfBlocks(index) == 0)
+    ereport(ERROR,
+            (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+             errmsg("scann index \"%s\" is not valid", RelationGetRelationName(index)),
+             errdetail("A CREATE INDEX CONCURRENTLY or REINDEX CONCURRENTLY that failed or was "
+                       "cancelled left it behind, or it is being built right now."),
+             errhint("DROP INDEX or REINDEX INDEX it.")));
+  return index;
 }
 
 ScannMetaPage ReadMetaPage(Relation index) {

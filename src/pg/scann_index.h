@@ -91,6 +91,11 @@ BlockNumber WriteStream(Relation index, ForkNumber fork, const void* data, size_
 // Reads `bytes` bytes of the stream starting at `start` into out.
 void ReadStream(Relation index, BlockNumber start, void* out, size_t bytes);
 
+// Opens `relid` with `lockmode` if it is a valid scann index whose table the caller may read
+// (SELECT), else raises a user error with its SQLSTATE; `function` names the caller in
+// messages.  Existence, kind and privilege are checked before the lock is taken.
+Relation OpenScannIndex(Oid relid, LOCKMODE lockmode, const char* function);
+
 // Reads the metapage, checking magic and version.
 ScannMetaPage ReadMetaPage(Relation index);
 

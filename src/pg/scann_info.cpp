@@ -2,6 +2,7 @@
 // when it needs a REINDEX (built untrained, grown far past its build, lists lopsided).
 #include "pg/scann_index.h"
 #include "pg/scann_list.h"
+#include "pg/scann_variant.h"
 
 extern "C" {
 #include "access/htup_details.h"
@@ -14,6 +15,9 @@ extern "C" {
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
+#include "utils/array.h"
+#include "catalog/pg_type.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 }
@@ -21,6 +25,10 @@ extern "C" {
 namespace scann::pg {
 
 namespace {
+
+// Growth of the index (rows filed since, over rows calibrated on) past which its calibration
+// counts as stale.
+constexpr double kStaleGrowth = 1.25;
 
 const char* MetricName(uint16 metric) {
   switch (Metric(metric)) {
@@ -34,42 +42,6 @@ const char* MetricName(uint16 metric) {
   return "unknown";
 }
 
-// Opens `relid` if it is a valid scann index whose table the caller may read, else raises an
-// error.  Existence, kind and privilege are checked in the catalogs before the lock is taken,
-// as PostgreSQL's own functions do, so that a caller without privileges does not queue
-// behind the index's lock.
-Relation OpenScannIndex(Oid relid) {
-  HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-  if (!HeapTupleIsValid(tuple))
-    ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
-                    errmsg("relation with OID %u does not exist", relid)));
-  const Form_pg_class form = reinterpret_cast<Form_pg_class>(GETSTRUCT(tuple));
-  const bool is_scann =
-      form->relkind == RELKIND_INDEX && form->relam == get_index_am_oid("scann", false);
-  ReleaseSysCache(tuple);
-  if (!is_scann)
-    ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE),
-                    errmsg("\"%s\" is not a scann index", get_rel_name(relid)),
-                    errhint("Pass the name of an index created USING scann.")));
-  const Oid heap = IndexGetRelation(relid, true);
-  if (heap != InvalidOid && pg_class_aclcheck(heap, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
-    ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-                    errmsg("permission denied for table %s", get_rel_name(heap)),
-                    errdetail("scann_index_info needs SELECT on the indexed table.")));
-  Relation index = try_relation_open(relid, AccessShareLock);
-  if (index == nullptr)  // dropped while we waited for the lock
-    ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
-                    errmsg("relation with OID %u does not exist", relid)));
-  if (!index->rd_index->indisvalid || RelationGetNumberOfBlocks(index) == 0)
-    ereport(ERROR,
-            (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-             errmsg("scann index \"%s\" is not valid", RelationGetRelationName(index)),
-             errdetail("A CREATE INDEX CONCURRENTLY or REINDEX CONCURRENTLY that failed or was "
-                       "cancelled left it behind, or it is being built right now."),
-             errhint("DROP INDEX or REINDEX INDEX it.")));
-  return index;
-}
-
 }  // namespace
 
 }  // namespace scann::pg
@@ -78,13 +50,16 @@ extern "C" {
 
 PG_FUNCTION_INFO_V1(scann_index_info);
 
-// One row: the options frozen at build, and per-list counts of the slots on the pages.
+// One row: the variant and the options frozen at build (annoy's trees and leaf size, null for
+// IVF and for an untrained index, which has no forest), per-list counts of the slots on the
+// pages (for annoy, a row fills a slot in one leaf of every tree), the re-ranking and the
+// recall calibration.
 Datum scann_index_info(PG_FUNCTION_ARGS) {
   using namespace scann::pg;
   TupleDesc desc;
   if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
     elog(ERROR, "scann_index_info must be called in a context that accepts a record");
-  Relation index = OpenScannIndex(PG_GETARG_OID(0));
+  Relation index = OpenScannIndex(PG_GETARG_OID(0), AccessShareLock, "scann_index_info");
   const ScannMetaPage meta = ReadMetaPage(index);
   int64* in_list = static_cast<int64*>(palloc0(sizeof(int64) * meta.lists));
   int64 free_slots = 0;
@@ -107,21 +82,46 @@ Datum scann_index_info(PG_FUNCTION_ARGS) {
   const int64 pages = RelationGetNumberOfBlocks(index);
   relation_close(index, AccessShareLock);
 
-  Datum values[13];
-  bool nulls[13] = {};
+  const bool forest = meta.variant == uint16(Variant::kAnnoy) && meta.trained;
+  Datum values[22];
+  bool nulls[22] = {};
   values[0] = BoolGetDatum(meta.trained != 0);
-  values[1] = CStringGetTextDatum(MetricName(meta.metric));
-  values[2] = Int32GetDatum(int32(meta.dims));
-  values[3] = Int32GetDatum(int32(meta.lists));
-  values[4] = Int32GetDatum(int32(meta.dims_per_subspace));
-  values[5] = Int32GetDatum(int32(meta.sample_rows));
-  values[6] = Float8GetDatum(meta.build_rows);
-  values[7] = Int64GetDatum(entries);
-  values[8] = Int64GetDatum(free_slots);
-  values[9] = Int64GetDatum(smallest);
-  values[10] = Int64GetDatum(largest);
-  values[11] = Int64GetDatum(empty);
-  values[12] = Int64GetDatum(pages);
+  values[1] = CStringGetTextDatum(VariantOf(meta).name);
+  values[2] = CStringGetTextDatum(MetricName(meta.metric));
+  values[3] = Int32GetDatum(int32(meta.dims));
+  values[4] = Int32GetDatum(int32(meta.lists));
+  values[5] = Int32GetDatum(int32(meta.variant_words[kAnnoyWordTrees]));
+  nulls[5] = !forest;
+  values[6] = Int32GetDatum(int32(meta.variant_words[kAnnoyWordLeafSize]));
+  nulls[6] = !forest;
+  values[7] = Int32GetDatum(int32(meta.dims_per_subspace));
+  values[8] = Int32GetDatum(int32(meta.sample_rows));
+  values[9] = Float8GetDatum(meta.build_rows);
+  values[10] = Int64GetDatum(entries);
+  values[11] = Int64GetDatum(free_slots);
+  values[12] = Int64GetDatum(smallest);
+  values[13] = Int64GetDatum(largest);
+  values[14] = Int64GetDatum(empty);
+  values[15] = Int64GetDatum(pages);
+  values[16] = CStringGetTextDatum(Rerank(meta.rerank) == Rerank::kSq8 ? "sq8" : "heap");
+  const ScannCalibration& c = meta.calibration;
+  if (c.points == 0) {
+    nulls[17] = nulls[18] = nulls[19] = nulls[20] = nulls[21] = true;
+  } else {
+    Datum knobs[kCalibrationPoints], recalls[kCalibrationPoints];
+    for (int i = 0; i < c.points; i++) {
+      knobs[i] = Int32GetDatum(int32(c.knob[i]));
+      recalls[i] = Float4GetDatum(c.recall[i]);
+    }
+    values[17] = PointerGetDatum(construct_array(knobs, c.points, INT4OID, 4, true, TYPALIGN_INT));
+    values[18] =
+        PointerGetDatum(construct_array(recalls, c.points, FLOAT4OID, 4, true, TYPALIGN_INT));
+    values[19] = TimestampTzGetDatum(c.measured_at);
+    // Stale once the rows filed since have grown the index by a quarter.
+    values[20] = BoolGetDatum(double(entries) / Max(meta.fanout, 1u) > kStaleGrowth * c.rows);
+    values[21] = CStringGetTextDatum(
+        CalibrationSource(c.source) == CalibrationSource::kSupplied ? "queries" : "rows");
+  }
   PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
 

@@ -59,7 +59,7 @@ uint32 CountSlots(Relation index, const ScannMetaPage& meta) {
 void* Begin(ScanContext* sc) {
   const ScannMetaPage& meta = sc->meta;
   ListScan* ls = static_cast<ListScan*>(palloc0(sizeof(ListScan)));
-  const uint32 ring = std::min<uint32>(Max(sc->nprobe, 1), Max(meta.lists, 1u));
+  const uint32 ring = std::min<uint32>(Max(sc->knob, 1), Max(meta.lists, 1u));
   ls->ring = static_cast<int32*>(palloc(sizeof(int32) * ring));
   if (meta.trained) {
     ls->partitioner = VariantOf(meta).partitioner;
@@ -98,7 +98,7 @@ void BuildRingLuts(ScanContext* sc, ListScan* ls) {
 bool OpenNextRing(ScanContext* sc, ListScan* ls) {
   const uint32 limit = Min(sc->probe_limit, Max(sc->meta.lists, 1u));
   if (ls->probed >= limit) return false;
-  const uint32 want = Min(uint32(Max(sc->nprobe, 1)), limit - ls->probed);
+  const uint32 want = Min(uint32(Max(sc->knob, 1)), limit - ls->probed);
   if (ls->partitioner) {
     ls->ring_size = ls->partitioner->rank_next(sc, ls->ranking, want, ls->ring);
   } else {

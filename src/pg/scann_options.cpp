@@ -19,7 +19,8 @@ extern "C" {
 
 namespace scann::pg {
 
-int g_nprobe = 10;
+int g_nprobe = -1;
+double g_target_recall = kDefaultTargetRecall;
 int g_reorder = 100;
 int g_max_probes = -1;
 
@@ -51,22 +52,55 @@ namespace {
 
 relopt_kind g_relopt_kind;
 
-constexpr int kMaxLists = 1000000;
 constexpr int kMaxDimsPerSubspace = 64;
 constexpr int kMaxSample = 10000000;
 // Rows of training per list, and the floor of the default sample.
 constexpr int kSamplePerList = 64;
 constexpr int kMinDefaultSample = 10000;
 
+constexpr int kMaxTrees = 64;
+constexpr int kMaxLeafSize = 1000000000;
+
 void ValidateVariant(const char* value) {
-  if (value == nullptr || std::strcmp(value, "ivf") == 0) return;
-  if (std::strcmp(value, "annoy") == 0 || std::strcmp(value, "vamana") == 0)
+  if (value == nullptr || std::strcmp(value, "ivf") == 0 || std::strcmp(value, "annoy") == 0)
+    return;
+  if (std::strcmp(value, "vamana") == 0)
     ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                     errmsg("scann variant \"%s\" is not available yet", value),
-                    errhint("Use variant = 'ivf'.")));
+                    errhint("Use variant = 'ivf' or variant = 'annoy'.")));
   ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                   errmsg("invalid value for scann option \"variant\": \"%s\"", value),
-                  errdetail("Expected \"ivf\".")));
+                  errdetail("Expected \"ivf\" or \"annoy\".")));
+}
+
+// The variant named by the options (the default, IVF, when they do not say).
+const char* VariantName(const ScannRelOptions* rel) {
+  return rel && rel->variant_offset ? reinterpret_cast<const char*>(rel) + rel->variant_offset
+                                    : "ivf";
+}
+
+// An option set for a variant other than the index's: refused rather than ignored, so that a
+// typo or a forgotten `variant` does not silently build another index than the one asked for.
+void RefuseForeignOption(bool set, const char* option, const char* owner, const char* variant,
+                         const char* hint) {
+  if (!set) return;
+  ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                  errmsg("scann option \"%s\" applies to variant \"%s\" only", option, owner),
+                  errdetail("The index's variant is \"%s\".", variant), errhint("%s", hint)));
+}
+
+// Refuses the options of the variants the index is not.
+void ValidateVariantOptions(const ScannRelOptions* rel) {
+  const char* variant = VariantName(rel);
+  if (std::strcmp(variant, "annoy") == 0) {
+    RefuseForeignOption(rel->lists >= 0, "lists", "ivf", variant,
+                        "An annoy index's lists are the leaves of its trees: set leaf_size "
+                        "(table rows per leaf) instead.");
+  } else {
+    const char* hint = "Add variant = 'annoy', or leave the option out.";
+    RefuseForeignOption(rel->trees >= 0, "trees", "annoy", variant, hint);
+    RefuseForeignOption(rel->leaf_size >= 0, "leaf_size", "annoy", variant, hint);
+  }
 }
 
 void ValidateRerank(const char* value) {
@@ -77,10 +111,26 @@ void ValidateRerank(const char* value) {
                             "table's rows).")));
 }
 
+// scann.nprobe = 0 means nothing; -1 asks the index's calibration.
+bool CheckKnob(int* value, void** extra, GucSource source) {
+  if (*value != 0) return true;
+  GUC_check_errdetail(
+      "Use a positive number of lists, or -1 to let each index choose it for "
+      "scann.target_recall.");
+  return false;
+}
+
 void DefineGucs() {
-  DefineCustomIntVariable("scann.nprobe", "Number of lists (partitions) a scann scan searches.",
-                          "Higher values raise recall and cost time.", &g_nprobe, 10, 1, kMaxLists,
-                          PGC_USERSET, 0, nullptr, nullptr, nullptr);
+  DefineCustomIntVariable(
+      "scann.nprobe", "Number of lists (partitions) a scann scan searches.",
+      "Higher values raise recall and cost time; -1 (the default) lets each index choose the "
+      "fewest whose recall, measured at build, reaches scann.target_recall.",
+      &g_nprobe, -1, -1, int(kMaxLists), PGC_USERSET, 0, CheckKnob, nullptr, nullptr);
+  DefineCustomRealVariable(
+      "scann.target_recall", "Recall@10 a scann scan aims at when its knob is not set.",
+      "Each index picks the cheapest setting whose recall, measured on its own rows at build "
+      "(or by scann_recalibrate), reaches this; an explicit scann.nprobe wins.",
+      &g_target_recall, kDefaultTargetRecall, 0.01, 1.0, PGC_USERSET, 0, nullptr, nullptr, nullptr);
   DefineCustomIntVariable(
       "scann.reorder", "Number of candidates a scann scan re-ranks with exact distances.",
       "0 returns rows in the approximate order of their codes, without re-ranking.", &g_reorder,
@@ -91,7 +141,7 @@ void DefineGucs() {
       "A WHERE clause that rejects rows, or a LIMIT above scann.reorder, makes the scan go "
       "on past scann.nprobe lists, up to this bound (never below scann.nprobe); -1 means all "
       "lists.",
-      &g_max_probes, -1, -1, kMaxLists, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+      &g_max_probes, -1, -1, int(kMaxLists), PGC_USERSET, 0, nullptr, nullptr, nullptr);
   DefineCustomEnumVariable(
       "scann.inject_fault", "Developer option: makes scann inserts fail at a chosen point.",
       "For tests only: error_before_link or panic_before_link fail an insert that adds "
@@ -105,9 +155,11 @@ void DefineGucs() {
 
 void InitOptions() {
   g_relopt_kind = add_reloption_kind();
+  // Options of one variant default to -1, outside their range, so that setting them for
+  // another variant is seen and refused (ValidateVariantOptions).
   add_int_reloption(g_relopt_kind, "lists",
-                    "Number of IVF lists (k-means partitions); 0 chooses about sqrt(rows)", 0, 0,
-                    kMaxLists, AccessExclusiveLock);
+                    "Number of IVF lists (k-means partitions); 0 chooses about sqrt(rows)", -1, 0,
+                    int(kMaxLists), AccessExclusiveLock);
   add_int_reloption(g_relopt_kind, "dims_per_subspace",
                     "Dimensions encoded by each 4-bit product-quantization subspace", 2, 1,
                     kMaxDimsPerSubspace, AccessExclusiveLock);
@@ -120,8 +172,13 @@ void InitOptions() {
                        "What re-ranks candidates: sq8 (8-bit codes in the index; the default for "
                        "rows stored out of line) or heap (the table's rows)",
                        nullptr, ValidateRerank, AccessExclusiveLock);
-  add_string_reloption(g_relopt_kind, "variant", "Partitioner: ivf", "ivf", ValidateVariant,
-                       AccessExclusiveLock);
+  add_string_reloption(g_relopt_kind, "variant", "Partitioner: ivf or annoy", "ivf",
+                       ValidateVariant, AccessExclusiveLock);
+  add_int_reloption(g_relopt_kind, "trees", "annoy: random-projection trees in the forest", -1, 1,
+                    kMaxTrees, AccessExclusiveLock);
+  add_int_reloption(g_relopt_kind, "leaf_size",
+                    "annoy: table rows per leaf at most; 0 chooses about sqrt(rows) / 2", -1, 0,
+                    kMaxLeafSize, AccessExclusiveLock);
   DefineGucs();
 }
 
@@ -133,18 +190,48 @@ bytea* ParseRelOptions(Datum reloptions, bool validate) {
       {"anisotropic_threshold", RELOPT_TYPE_REAL, offsetof(ScannRelOptions, anisotropic_threshold)},
       {"variant", RELOPT_TYPE_STRING, offsetof(ScannRelOptions, variant_offset)},
       {"rerank", RELOPT_TYPE_STRING, offsetof(ScannRelOptions, rerank_offset)},
+      {"trees", RELOPT_TYPE_INT, offsetof(ScannRelOptions, trees)},
+      {"leaf_size", RELOPT_TYPE_INT, offsetof(ScannRelOptions, leaf_size)},
   };
-  return static_cast<bytea*>(build_reloptions(reloptions, validate, g_relopt_kind,
-                                              sizeof(ScannRelOptions), table, lengthof(table)));
+  bytea* options = static_cast<bytea*>(build_reloptions(
+      reloptions, validate, g_relopt_kind, sizeof(ScannRelOptions), table, lengthof(table)));
+  if (validate && options) ValidateVariantOptions(reinterpret_cast<ScannRelOptions*>(options));
+  return options;
+}
+
+int QueryKnob(const ScannMetaPage& meta) {
+  if (g_nprobe > 0) return g_nprobe;
+  const ScannCalibration& c = meta.calibration;
+  if (c.points == 0) return kDefaultNprobe;
+  for (int i = 0; i < c.points; i++) {
+    if (c.recall[i] < g_target_recall) continue;
+    if (i == 0) return int(c.knob[0]);
+    // Between two measured values, along the chord: recall curves are concave, so the
+    // recall there is at least the target.
+    const double from = c.recall[i - 1], to = c.recall[i];
+    const double at = c.knob[i - 1] + (g_target_recall - from) / Max(to - from, 1e-9) *
+                                          (double(c.knob[i]) - c.knob[i - 1]);
+    return Min(int(c.knob[i]), int(std::ceil(at)));
+  }
+  return int(c.knob[c.points - 1]);
 }
 
 Variant IndexVariant(Relation index) {
-  const ScannRelOptions* rel = reinterpret_cast<const ScannRelOptions*>(index->rd_options);
-  const char* name =
-      rel && rel->variant_offset ? reinterpret_cast<const char*>(rel) + rel->variant_offset : "ivf";
+  const char* name = VariantName(reinterpret_cast<const ScannRelOptions*>(index->rd_options));
   if (std::strcmp(name, "annoy") == 0) return Variant::kAnnoy;
   if (std::strcmp(name, "vamana") == 0) return Variant::kVamana;
   return Variant::kIvf;
+}
+
+AnnoyShape ResolveAnnoyShape(Relation index, double rows) {
+  const ScannRelOptions* rel = reinterpret_cast<const ScannRelOptions*>(index->rd_options);
+  AnnoyShape shape;
+  shape.trees = rel && rel->trees > 0 ? uint32(rel->trees) : kDefaultTrees;
+  shape.leaf_size_requested = rel && rel->leaf_size > 0;
+  shape.leaf_size = shape.leaf_size_requested
+                        ? uint32(rel->leaf_size)
+                        : uint32(Max(1L, std::lround(std::sqrt(Max(rows, 1.0)) / 2)));
+  return shape;
 }
 
 // Whether a vector of `dims` floats alone passes the size at which PostgreSQL compresses a row
@@ -181,9 +268,13 @@ BuildOptions ResolveBuildOptions(Relation index, Metric metric, double rows, int
   out.anisotropic_threshold =
       metric == Metric::kL2 ? 0.0f : static_cast<float>(rel ? rel->anisotropic_threshold : 0.2);
 
-  int lists = rel ? rel->lists : 0;
-  out.lists_requested = lists != 0;
-  if (lists == 0) lists = static_cast<int>(std::lround(std::sqrt(Max(rows, 1.0))));
+  int lists = rel ? rel->lists : -1;
+  out.lists_requested = lists > 0;
+  if (out.variant == Variant::kAnnoy)  // the leaves of one tree, which the sample must train
+    lists = static_cast<int>(Min(
+        double(kMaxLists), std::ceil(Max(rows, 1.0) / ResolveAnnoyShape(index, rows).leaf_size)));
+  else if (lists <= 0)
+    lists = static_cast<int>(std::lround(std::sqrt(Max(rows, 1.0))));
   out.lists = Max(lists, 1);
 
   int sample = rel ? rel->sample : 0;

@@ -13,16 +13,22 @@ namespace scann::pg {
 // The reloptions varlena (WITH (...) of CREATE INDEX).
 struct ScannRelOptions {
   int32 vl_len_;
-  int lists;                     // 0: about sqrt(rows), chosen at build
+  int lists;                     // 0: about sqrt(rows), chosen at build; -1: not set
   int dims_per_subspace;         // dimensions per 4-bit subspace
   int sample;                    // training rows; 0: chosen at build
   double anisotropic_threshold;  // ScaNN's T for ip/cosine; 0 disables
   int variant_offset;            // string option "variant"
   int rerank_offset;             // string option "rerank"; 0 when not set
+  int trees;                     // annoy: trees in the forest; -1: not set
+  int leaf_size;                 // annoy: table rows per leaf; 0: chosen at build; -1: not set
 };
 
 // GUCs.
-extern int g_nprobe;      // scann.nprobe
+extern int g_nprobe;              // scann.nprobe: -1 = from the index's calibration
+extern double g_target_recall;    // scann.target_recall
+inline constexpr double kDefaultTargetRecall = 0.95;
+// scann.nprobe when an index has no calibration (built untrained, or by an older release).
+inline constexpr int kDefaultNprobe = 10;
 extern int g_reorder;     // scann.reorder
 extern int g_max_probes;  // scann.max_probes: -1 = all lists
 
@@ -42,13 +48,27 @@ bytea* ParseRelOptions(Datum reloptions, bool validate);
 // Fewer sampled rows than this leave the index untrained: it stores TIDs only and every
 // scan re-ranks all of them exactly.
 inline constexpr uint32 kMinTrainingRows = 100;
+// Lists an index may have: IVF's `lists`, annoy's leaves of all its trees.
+inline constexpr uint32 kMaxLists = 1000000;
 // Training rows each k-means centroid needs at least: with fewer, lists are cut to fit (one
 // row per centroid left Fashion-MNIST's recall@10 at 0.12 with 167 lists).
 inline constexpr uint32 kMinRowsPerList = 32;
 
+// The annoy variant's forest as its options ask for it over `rows` table rows: trees, and
+// the table rows per leaf (leaf_size; by default sqrt(rows) / 2: smaller leaves find more
+// neighbours per row scanned, but every probed leaf costs a lookup table and every leaf a
+// centroid in each backend's cache; see README for the measurements).
+inline constexpr int kDefaultTrees = 4;
+struct AnnoyShape {
+  uint32 trees;
+  uint32 leaf_size;
+  bool leaf_size_requested;  // set by the user (WITH (leaf_size = ...)), not chosen at build
+};
+AnnoyShape ResolveAnnoyShape(Relation index, double rows);
+
 // The options of one build, after defaults and bounds.
 struct BuildOptions {
-  uint32 lists;
+  uint32 lists;          // IVF's lists; annoy: the leaves per tree that leaf_size asks for
   bool lists_requested;  // set by the user (WITH (lists = ...)), not chosen at build
   uint32 dims_per_subspace;
   uint32 sample;
@@ -56,6 +76,10 @@ struct BuildOptions {
   Variant variant;
   Rerank rerank;
 };
+
+// The query knob a scan of an index uses: scann.nprobe when set, else the smallest value whose
+// calibrated recall reaches scann.target_recall (the largest measured when none does).
+int QueryKnob(const ScannMetaPage& meta);
 
 // The variant an index is built as (its `variant` option).
 Variant IndexVariant(Relation index);

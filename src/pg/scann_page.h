@@ -88,8 +88,8 @@ inline constexpr uint32 kScannMagic = 0x5CA770AB;
 // Raised with every change of the layout below, so that an index written by another build
 // fails with "REINDEX the index" instead of being misread.  2: 12-byte directory entries.
 // 3: the variant's structure stream, fan-out and options in the metapage.  4: re-ranking
-// records (block locators, kRecords pages, the sq8 stream).
-inline constexpr uint32 kScannFormatVersion = 4;
+// records (block locators, kRecords pages, the sq8 stream).  5: the recall calibration.
+inline constexpr uint32 kScannFormatVersion = 5;
 inline constexpr uint16 kScannPageId = 0xFF85;  // last two bytes of every page, for tools
 
 inline constexpr BlockNumber kMetaBlock = 0;
@@ -124,6 +124,28 @@ struct ScannPageOpaque {
   uint16 page_id;    // kScannPageId
 };
 
+// Recall@10 of the variant's query knob (nprobe for the list variants), measured at build or
+// by scann_recalibrate(): `queries` rows of the index searched as queries (each one's own row
+// left out of its neighbours) against their exact neighbours among all rows, at the knob
+// values knob[0 .. points).  Scans that are not given the knob pick the smallest value whose
+// recall reaches scann.target_recall.
+inline constexpr int kCalibrationPoints = 14;
+enum class CalibrationSource : uint8 {
+  kRows = 0,      // random rows of the table, each without itself among its neighbours
+  kSupplied = 1,  // the queries given to scann_recalibrate
+};
+
+struct ScannCalibration {
+  uint8 points;  // 0: not calibrated (an untrained index)
+  uint8 source;  // CalibrationSource
+  uint16 queries;
+  uint32 knob[kCalibrationPoints];
+  float recall[kCalibrationPoints];
+  uint32 reorder;    // scann.reorder during the measurement: candidates per query
+  double rows;       // rows in the index when measured
+  int64 measured_at;  // TimestampTz
+};
+
 // Block 0.  Options are frozen here at build for the life of the index.
 struct ScannMetaPage {
   uint32 magic;
@@ -152,14 +174,16 @@ struct ScannMetaPage {
   BlockNumber partition_start;
   uint32 partition_pages;
   uint32 partition_bytes;
-  // The variant's options as resolved at build, and room for its state (scann_variant.h says
-  // what each variant keeps here).
+  // The variant's options as resolved at build, and room for its state.  IVF: all 0.  annoy
+  // (scann_variant.h, AnnoyWord): [0] trees, [1] table rows per leaf the build aimed at
+  // (leaf_size, after defaults and bounds), [2] sample rows a leaf may hold; the rest 0.
   uint32 variant_words[16];
   uint16 rerank;          // Rerank
   uint16 locator_units;   // L: units of a block's record locator (0 with kHeap)
   uint32 record_bytes;    // bytes of one re-ranking record (0 with kHeap)
   BlockNumber sq8_start;  // the scalar quantizer's parameters (2 x dims floats)
   uint32 sq8_pages;
+  ScannCalibration calibration;
 };
 
 // One list's entry in the directory.
@@ -182,7 +206,8 @@ static_assert(kTidBytes == 6, "heap TIDs are 6 bytes on disk");
 static_assert(32 * kTidBytes == kTidUnits * kUnitBytes, "32 TIDs fill whole units");
 static_assert(sizeof(ScannPageOpaque) == 8, "page opaque layout is part of the format");
 static_assert(sizeof(ScannListEntry) == 12, "directory entry layout is part of the format");
-static_assert(sizeof(ScannMetaPage) == 176, "metapage layout is part of the format");
+static_assert(sizeof(ScannCalibration) == 136, "calibration layout is part of the format");
+static_assert(sizeof(ScannMetaPage) == 312, "metapage layout is part of the format");
 static_assert(sizeof(ScannMetaPage) <= kPagePayload, "metapage fits in a page");
 static_assert(kUnitsPerPage >= kTidUnits + 1, "a page holds a block's TIDs and some codes");
 

@@ -434,9 +434,13 @@ bool NextBatch(ScanState* so, IndexScanDesc scan) {
 void StartScan(ScanState* so) {
   ScanContext* sc = &so->sc;
   const ScannMetaPage& meta = sc->meta;
-  sc->nprobe = g_nprobe;
+  sc->knob = QueryKnob(meta);
+  if (g_nprobe < 0 && meta.calibration.points > 0)
+    ereport(DEBUG1, (errmsg_internal("scann index \"%s\": nprobe %d for target recall %.3f",
+                                     RelationGetRelationName(sc->index), sc->knob,
+                                     g_target_recall)));
   so->reorder = g_reorder;
-  sc->probe_limit = g_max_probes < 0 ? UINT32_MAX : Max(uint32(g_max_probes), uint32(sc->nprobe));
+  sc->probe_limit = g_max_probes < 0 ? UINT32_MAX : Max(uint32(g_max_probes), uint32(sc->knob));
   sc->batch = so->reorder > 0 ? uint32(so->reorder) : 100;
   if (!meta.trained) so->reorder = Max(so->reorder, 1);  // no codes: every row re-ranked
   if (so->null_query) so->reorder = 0;  // no distance to rank by: skip the heap fetches

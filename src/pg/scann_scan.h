@@ -35,7 +35,9 @@ struct ScanContext {
   Metric metric;
   int dims;
   const float* query_pq;   // the query as the codes see it (normalized for cosine)
-  int nprobe;              // scann.nprobe: partitions searched per round
+  // The variant's query knob (scann.nprobe for the list variants: partitions searched per
+  // round), as set or as the index's calibration chooses it for scann.target_recall.
+  int knob;
   uint32 probe_limit;      // partitions a scan may search in all (scann.max_probes)
   uint32 batch;            // candidates in a round's first batch (scann.reorder, or 100)
   MemoryContext scan_cxt;  // the source's memory; reset by every rescan

@@ -8,6 +8,8 @@ namespace {
 
 const VariantOps kIvf = {"ivf",        &kIvfPartitioner, ListInsert,
                          &kListSource, ListBulkDelete,   ListCleanup};
+const VariantOps kAnnoy = {"annoy",      &kAnnoyPartitioner, ListInsert,
+                           &kListSource, ListBulkDelete,     ListCleanup};
 
 }  // namespace
 
@@ -16,6 +18,7 @@ const VariantOps& VariantOf(Variant variant) {
     case Variant::kIvf:
       return kIvf;
     case Variant::kAnnoy:
+      return kAnnoy;
     case Variant::kVamana:
       break;
   }
@@ -30,6 +33,7 @@ const VariantOps& VariantOf(const ScannMetaPage& meta) { return VariantOf(Varian
 PartitionModel ModelOf(Relation index) {
   const IndexState* state = GetIndexState(index);
   PartitionModel model;
+  model.index = index;
   model.dims = int(state->meta.dims);
   model.lists = state->meta.lists;
   model.fanout = state->meta.fanout;

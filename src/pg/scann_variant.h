@@ -32,6 +32,9 @@ namespace scann::pg {
 // A list partitioner's model, as trained at build or as read back from the index: what
 // filing a row in its lists and ranking lists for a query need.
 struct PartitionModel {
+  // The index the model belongs to (its relation id and relfilenode key the partitioners'
+  // per-backend caches); at build, the index being built.
+  Relation index;
   int dims;
   uint32 lists;
   uint32 fanout;           // lists each row is filed in
@@ -109,5 +112,15 @@ IndexBulkDeleteResult* ListCleanup(IndexVacuumInfo* info, IndexBulkDeleteResult*
 
 // The partitioners.
 extern const ListPartitioner kIvfPartitioner;
+extern const ListPartitioner kAnnoyPartitioner;
+
+// What the annoy variant keeps in ScannMetaPage::variant_words (the others are 0): the
+// trees, the table rows per leaf the build aimed at, and the sample rows a leaf may hold
+// (the core's max_sample_rows_per_leaf).
+enum AnnoyWord { kAnnoyWordTrees = 0, kAnnoyWordLeafSize = 1, kAnnoyWordSampleRowsPerLeaf = 2 };
+
+// Registers the invalidation callback of the annoy partitioner's per-backend forest cache
+// (from _PG_init).
+void InitAnnoyCache();
 
 }  // namespace scann::pg

@@ -42,16 +42,7 @@ sub build {
 	return ($ret, $workers // 0, $err);
 }
 
-# Blocks whose contents differ between two indexes, LSN and checksum aside (the first
-# 10 bytes of the page header); 'size' when their lengths differ.
-sub differing_pages {
-	my ($a, $b) = @_;
-	return $node->safe_psql('postgres', qq{
-SELECT CASE WHEN pg_relation_size('$a') <> pg_relation_size('$b') THEN 'size'
-  ELSE (SELECT count(*) FROM generate_series(0, pg_relation_size('$a') / 8192 - 1) b
-        WHERE substr(get_raw_page('$a', b::int), 11) <> substr(get_raw_page('$b', b::int), 11))::text
-  END});
-}
+sub differing_pages { return ScannTest::differing_pages($node, @_); }
 
 for my $case (
 	[ 'glove', 'cosine_ops', 'GloVe cosine' ],
