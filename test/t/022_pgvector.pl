@@ -4,7 +4,9 @@
 # l2) for both types, plans that use the index for pgvector's operators unchanged, answers
 # equal to exact scans with pgvector's own distances (re-ranked from the table with the
 # operator's function, and from 8-bit records as lower bounds the executor rechecks), the
-# order of pgvector's distances kept, inserts, deletes and VACUUM, and 16,000 dimensions.
+# order of pgvector's distances kept, inserts, deletes and VACUUM, and 16,000 dimensions;
+# recall calibration at the build and on vector and halfvec queries (scann_recalibrate),
+# scann_measure_recall, and the annoy variant (records and table) on both types.
 # Skipped when the server has no vector extension.
 use strict;
 use warnings;
@@ -105,6 +107,84 @@ cmp_ok($r, '>=', 0.95, "Fashion-MNIST vector l2 recall\@10 at defaults: $r");
 $r = ScannTest::recall_at_10($node, table => 'fashion_h', queries => 'fashion_hq', op => '<->');
 cmp_ok($r, '>=', 0.95, "Fashion-MNIST halfvec l2 recall\@10 at defaults, 2,000 rows inserted after the build: $r");
 
+# Recall calibration through the operator classes: every build calibrated on its rows;
+# scann_recalibrate reads vector and halfvec queries (GloVe's random words, which rows as
+# queries do not resemble; 100 others than the measured ones); scann_measure_recall searches
+# pgvector's columns with pgvector's operators.
+is($node->safe_psql('postgres', q{
+SELECT string_agg(format('%s %s %s', idx, calibrated_with, cardinality(calibration_knob) > 0), ', ' ORDER BY idx::text)
+  FROM unnest('{glove_v_idx,glove_h_idx,fashion_v_idx,fashion_h_idx}'::regclass[]) idx,
+       LATERAL scann_index_info(idx) i}),
+	'fashion_h_idx rows t, fashion_v_idx rows t, glove_h_idx rows t, glove_v_idx rows t',
+	'the builds calibrated on their vector and halfvec rows');
+ScannTest::load_queries_as($node, 'glove_vall', $glove, 200, 'vector(100)');
+$node->safe_psql('postgres', q{
+CREATE TABLE glove_vcal AS SELECT * FROM glove_vall WHERE id >= 100;
+SELECT scann_recalibrate('glove_v_idx', 'SELECT embedding FROM glove_vcal');
+SELECT scann_recalibrate('glove_h_idx', 'SELECT embedding::halfvec(100) FROM glove_vcal');
+});
+is($node->safe_psql('postgres', q{
+SELECT string_agg(calibrated_with, ' ' ORDER BY idx::text)
+  FROM unnest('{glove_v_idx,glove_h_idx}'::regclass[]) idx, LATERAL scann_index_info(idx) i}),
+	'queries queries', 'scann_recalibrate calibrates on vector and on halfvec queries');
+# 100 calibration queries measure recall@10 within about +-0.015, and 5,000 of glove_v's rows
+# came after its build.
+$r = ScannTest::recall_at_10($node, table => 'glove_v', queries => 'glove_vq', op => '<=>');
+cmp_ok($r, '>=', 0.93, "GloVe vector recall\@10 at target 0.95 after calibrating on vector queries: $r");
+$r = ScannTest::recall_at_10($node, table => 'glove_h', queries => 'glove_hq', op => '<=>');
+cmp_ok($r, '>=', 0.93, "GloVe halfvec recall\@10 at target 0.95 after calibrating on halfvec queries: $r");
+# The same rows in the same order as real[]: the build's calibration and a recalibration on
+# the same queries (vector and real[]) measure the same curve, point for point.
+$node->safe_psql('postgres', q{
+CREATE TABLE fashion_r AS SELECT id, embedding::real[] AS embedding FROM fashion_v ORDER BY ctid;
+CREATE INDEX fashion_r_idx ON fashion_r USING scann (embedding l2_ops);
+});
+my $curve = sub {
+	return $node->safe_psql('postgres',
+		"SELECT format('%s %s %s', calibration_knob, calibration_recall, calibrated_with) FROM scann_index_info('$_[0]')");
+};
+like($curve->('fashion_r_idx'), qr/^\{\d+(,\d+)+\} \{[\d.]+(,[\d.]+)+\} rows$/, 'the real[] index has a calibration curve');
+is($curve->('fashion_v_idx'), $curve->('fashion_r_idx'), "the vector index's build measured the real[] index's curve");
+$node->safe_psql('postgres', q{
+SELECT scann_recalibrate('fashion_v_idx', 'SELECT embedding FROM fashion_vq ORDER BY id DESC');
+SELECT scann_recalibrate('fashion_r_idx', 'SELECT embedding::real[] FROM fashion_vq ORDER BY id DESC');
+});
+like($curve->('fashion_v_idx'), qr/ queries$/, 'fashion_v_idx recalibrated on vector queries');
+is($curve->('fashion_v_idx'), $curve->('fashion_r_idx'), '... measuring the curve real[] queries give the real[] index');
+$node->safe_psql('postgres', 'DROP TABLE fashion_r');
+($ret, $out, $err) = $node->psql('postgres',
+	"SELECT scann_recalibrate('glove_v_idx', 'SELECT embedding::real[] FROM glove_vcal')");
+like($err, qr/queries must return a single column of type vector/, 'scann_recalibrate refuses real[] queries for a vector index');
+for my $case (['fashion_v', 'fashion_vq'], ['fashion_h', 'fashion_hq']) {
+	my ($table, $queries) = @$case;
+	my $measured = $node->safe_psql('postgres',
+		"SET scann.nprobe = 2; SELECT round(scann_measure_recall('${table}_idx', 'SELECT embedding FROM $queries')::numeric, 4)");
+	my $by_hand = ScannTest::recall_at_10($node, table => $table, queries => $queries, op => '<->',
+		settings => { 'scann.nprobe' => 2 });
+	cmp_ok(abs($measured - $by_hand), '<=', 0.0001,
+		"scann_measure_recall on $table $measured equals the exact comparison $by_hand");
+}
+
+# The annoy variant on vector and halfvec columns, re-ranked from records and from the table.
+$node->safe_psql('postgres', q{
+CREATE TABLE fashion_va AS SELECT * FROM fashion_v;
+CREATE TABLE fashion_ha AS SELECT * FROM fashion_h;
+CREATE INDEX fashion_va_idx ON fashion_va USING scann (embedding vector_l2_ops) WITH (variant = 'annoy', rerank = 'sq8');
+CREATE INDEX fashion_ha_idx ON fashion_ha USING scann (embedding halfvec_l2_ops) WITH (variant = 'annoy', rerank = 'heap');
+});
+is($node->safe_psql('postgres', q{
+SELECT string_agg(format('%s %s %s %s', idx, variant, rerank, calibrated_with), ', ' ORDER BY idx::text)
+  FROM unnest('{fashion_va_idx,fashion_ha_idx}'::regclass[]) idx, LATERAL scann_index_info(idx) i}),
+	'fashion_ha_idx annoy heap rows, fashion_va_idx annoy sq8 rows', 'annoy indexes on vector and halfvec, calibrated');
+for my $case (['fashion_va', 'fashion_vq'], ['fashion_ha', 'fashion_hq']) {
+	my ($table, $queries) = @$case;
+	$r = ScannTest::recall_at_10($node, table => $table, queries => $queries, op => '<->');
+	cmp_ok($r, '>=', 0.93, "annoy on $table, l2 recall\@10 at the defaults (target recall 0.95): $r");
+	$r = ScannTest::recall_at_10($node, table => $table, queries => $queries, op => '<->',
+		settings => { 'scann.nprobe' => 16 });
+	cmp_ok($r, '>=', 0.95, "annoy on $table, l2 recall\@10 (nprobe 16 leaves): $r");
+}
+
 # "id:distance" of the first $k rows of each of the first $n queries, through the index
 # (every list probed, every candidate re-ranked) or an exact sequential scan.
 sub top {
@@ -122,7 +202,8 @@ SELECT string_agg(r, ';' ORDER BY q.id) FROM (SELECT * FROM $queries ORDER BY id
 # re-ranked from the table with the operator's own function (100-d rows, rerank = 'heap' by
 # default), and from 8-bit records whose lower bounds the executor rechecks (784-d rows).
 for my $case (['glove_v', 'glove_vq', '<=>'], ['glove_h', 'glove_hq', '<=>'],
-	['fashion_v', 'fashion_vq', '<->'], ['fashion_h', 'fashion_hq', '<->'])
+	['fashion_v', 'fashion_vq', '<->'], ['fashion_h', 'fashion_hq', '<->'],
+	['fashion_va', 'fashion_vq', '<->'], ['fashion_ha', 'fashion_hq', '<->'])
 {
 	my ($table, $queries, $op) = @$case;
 	my $exact = top($table, $queries, $op, 0, 10, 10);
