@@ -92,7 +92,10 @@ Rerank ResolveRerank(Relation index, int dims);
 // Resolves options for a build over an estimated `rows` rows of `dims` dimensions.
 BuildOptions ResolveBuildOptions(Relation index, Metric metric, double rows, int dims);
 
-// The metric of an index, from its operator class's support function 1.
+// The metric of an index: what its operator class's support function 1 names.
 Metric IndexMetric(Relation index);
+
+// The metric a support function 1 names ('l2', 'ip' or 'cosine'); false for another name.
+bool MetricFromName(const char* name, Metric* metric);
 
 }  // namespace scann::pg
