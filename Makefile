@@ -1,14 +1,15 @@
-# pg_scann: PGXS build of one C++17 module from src/core (pure C++) and src/pg (glue).
-EXTENSION  = pg_scann
+# pg_scann: PGXS build of one C++17 module from src/core (pure C++) and src/pg (glue), and of
+# pg_scann_pgvector, pure SQL: scann operator classes for pgvector's types.
+EXTENSION  = pg_scann pg_scann_pgvector
 MODULE_big = pg_scann
-DATA       = $(wildcard sql/$(EXTENSION)--*.sql)
+DATA       = $(wildcard sql/pg_scann--*.sql) $(wildcard sql/pg_scann_pgvector--*.sql)
 
 CORE_SRCS  = $(sort $(wildcard src/core/*.cpp))
 PG_SRCS    = $(sort $(wildcard src/pg/*.cpp))
 CORE_OBJS  = $(CORE_SRCS:.cpp=.o)
 OBJS       = $(CORE_OBJS) $(PG_SRCS:.cpp=.o)
 
-REGRESS      = operators guard scann_index scann_correctness scann_rerank scann_annoy scann_vamana
+REGRESS      = operators guard scann_index scann_correctness scann_rerank scann_annoy scann_types scann_vamana
 REGRESS_OPTS = --outputdir=$(REGRESS_OUTPUTDIR)
 REGRESS_OUTPUTDIR ?= .
 ISOLATION      = $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isolation/specs/*.spec)))

@@ -1,4 +1,4 @@
--- pg_scann 0.1.0: distance operators on real[] and the scann index access method.
+-- pg_scann 0.1.0: distance operators on real[] and double precision[], and the scann index access method.
 \echo Use "CREATE EXTENSION pg_scann" to load this file. \quit
 
 -- Distances.  All take two real[] vectors of the same length (one-dimensional, no NULL,
@@ -51,19 +51,31 @@ CREATE FUNCTION scann_handler(internal) RETURNS index_am_handler
 CREATE ACCESS METHOD scann TYPE INDEX HANDLER scann_handler;
 COMMENT ON ACCESS METHOD scann IS 'approximate nearest-neighbour index (ScaNN recipe)';
 
--- One operator class per distance; each orders by its operator (strategy 1) and names
--- the exact distance function as support function 1.
+-- The metric an operator class's distance stands for, named by its support function 1: the
+-- index trains and scores its codes for that metric.  A scann operator class on any type
+-- orders by one distance operator on that type (strategy 1), names its metric with one of
+-- these, and, unless the type is real[], gives the conversion of its values to real[] as
+-- support function 2 (a function (type) -> real[], or a cast function (type, integer,
+-- boolean) -> real[]).  The ORDER BY values the index returns are the operator's own.
+CREATE FUNCTION scann_l2_metric() RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 'l2' $$;
+CREATE FUNCTION scann_ip_metric() RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 'ip' $$;
+CREATE FUNCTION scann_cosine_metric() RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 'cosine' $$;
+
+-- One operator class per distance on real[], which the index reads in place.
 CREATE OPERATOR CLASS l2_ops DEFAULT FOR TYPE real[] USING scann AS
     OPERATOR 1 <-> (real[], real[]) FOR ORDER BY float_ops,
-    FUNCTION 1 l2_distance(real[], real[]);
+    FUNCTION 1 scann_l2_metric();
 
 CREATE OPERATOR CLASS ip_ops FOR TYPE real[] USING scann AS
     OPERATOR 1 <#> (real[], real[]) FOR ORDER BY float_ops,
-    FUNCTION 1 negative_inner_product(real[], real[]);
+    FUNCTION 1 scann_ip_metric();
 
 CREATE OPERATOR CLASS cosine_ops FOR TYPE real[] USING scann AS
     OPERATOR 1 <=> (real[], real[]) FOR ORDER BY float_ops,
-    FUNCTION 1 cosine_distance(real[], real[]);
+    FUNCTION 1 scann_cosine_metric();
 
 -- What a scann index holds, read from its pages: the variant and the options frozen at build
 -- (annoy's trees and the table rows per leaf it aimed at; null for ivf), the rows it was built
@@ -299,3 +311,67 @@ BEGIN
     END IF;
 END
 $$;
+
+-- double precision[] vectors: the same functions and operators as on real[], computed after
+-- rounding every value to real (a value beyond real's range is an error), and operator
+-- classes that store them as real[].
+CREATE FUNCTION l2_distance(float8[], float8[]) RETURNS float8
+    AS 'MODULE_PATHNAME', 'scann_l2_distance'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION l2_distance(float8[], float8[]) IS 'Euclidean distance';
+
+CREATE FUNCTION l2_squared_distance(float8[], float8[]) RETURNS float8
+    AS 'MODULE_PATHNAME', 'scann_l2_squared_distance'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION l2_squared_distance(float8[], float8[]) IS 'squared Euclidean distance';
+
+CREATE FUNCTION inner_product(float8[], float8[]) RETURNS float8
+    AS 'MODULE_PATHNAME', 'scann_inner_product'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION inner_product(float8[], float8[]) IS 'inner (dot) product';
+
+CREATE FUNCTION negative_inner_product(float8[], float8[]) RETURNS float8
+    AS 'MODULE_PATHNAME', 'scann_negative_inner_product'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION negative_inner_product(float8[], float8[]) IS 'negative inner product: smaller is more similar';
+
+CREATE FUNCTION cosine_distance(float8[], float8[]) RETURNS float8
+    AS 'MODULE_PATHNAME', 'scann_cosine_distance'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION cosine_distance(float8[], float8[]) IS '1 - cosine similarity; NaN when either vector is all zeros';
+
+CREATE OPERATOR <-> (
+    LEFTARG = float8[], RIGHTARG = float8[], FUNCTION = l2_distance, COMMUTATOR = '<->'
+);
+COMMENT ON OPERATOR <->(float8[], float8[]) IS 'Euclidean distance';
+
+CREATE OPERATOR <#> (
+    LEFTARG = float8[], RIGHTARG = float8[], FUNCTION = negative_inner_product, COMMUTATOR = '<#>'
+);
+COMMENT ON OPERATOR <#>(float8[], float8[]) IS 'negative inner product';
+
+CREATE OPERATOR <=> (
+    LEFTARG = float8[], RIGHTARG = float8[], FUNCTION = cosine_distance, COMMUTATOR = '<=>'
+);
+COMMENT ON OPERATOR <=>(float8[], float8[]) IS 'cosine distance';
+
+-- The double precision[] vector as real[], with the operators' checks (support function 2 of
+-- the operator classes below).
+CREATE FUNCTION scann_to_real(float8[]) RETURNS real[]
+    AS 'MODULE_PATHNAME', 'scann_to_real'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE OPERATOR CLASS float8_l2_ops DEFAULT FOR TYPE float8[] USING scann AS
+    OPERATOR 1 <-> (float8[], float8[]) FOR ORDER BY float_ops,
+    FUNCTION 1 scann_l2_metric(),
+    FUNCTION 2 scann_to_real(float8[]);
+
+CREATE OPERATOR CLASS float8_ip_ops FOR TYPE float8[] USING scann AS
+    OPERATOR 1 <#> (float8[], float8[]) FOR ORDER BY float_ops,
+    FUNCTION 1 scann_ip_metric(),
+    FUNCTION 2 scann_to_real(float8[]);
+
+CREATE OPERATOR CLASS float8_cosine_ops FOR TYPE float8[] USING scann AS
+    OPERATOR 1 <=> (float8[], float8[]) FOR ORDER BY float_ops,
+    FUNCTION 1 scann_cosine_metric(),
+    FUNCTION 2 scann_to_real(float8[]);

@@ -45,7 +45,7 @@ DROP TABLE vwide;
 
 -- The first n rows of ORDER BY v <op> q through the index and through a sequential scan of the
 -- rows with a vector: the same distances in the same order, and (for every row) the same rows.
-CREATE FUNCTION same_as_seqscan(tbl regclass, op text, q real[], n int) RETURNS text
+CREATE FUNCTION vamana_same_as_seqscan(tbl regclass, op text, q real[], n int) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE by_index float8[]; by_seq float8[]; ids_index int[]; ids_seq int[]; total bigint;
 BEGIN
@@ -69,16 +69,16 @@ END $$;
 SET scann.search_list = 2000;
 SET scann.reorder = 2000;
 CREATE INDEX vt_v ON vt USING scann (v l2_ops) WITH (variant = 'vamana', graph_degree = 16, build_list = 40);
-SELECT same_as_seqscan('vt', '<->', '{0.2,0.5,0.3,0.4,0}', 2000) AS l2_all,
-       same_as_seqscan('vt', '<->', '{3,-1,0,0,1}', 10) AS l2_top10;
+SELECT vamana_same_as_seqscan('vt', '<->', '{0.2,0.5,0.3,0.4,0}', 2000) AS l2_all,
+       vamana_same_as_seqscan('vt', '<->', '{3,-1,0,0,1}', 10) AS l2_top10;
 DROP INDEX vt_v;
 CREATE INDEX vt_v ON vt USING scann (v ip_ops) WITH (variant = 'vamana', rerank = 'sq8');
-SELECT same_as_seqscan('vt', '<#>', '{0.2,0.5,0.3,0.4,0}', 2000) AS ip_all,
-       same_as_seqscan('vt', '<#>', '{3,-1,0,0,1}', 10) AS ip_top10;
+SELECT vamana_same_as_seqscan('vt', '<#>', '{0.2,0.5,0.3,0.4,0}', 2000) AS ip_all,
+       vamana_same_as_seqscan('vt', '<#>', '{3,-1,0,0,1}', 10) AS ip_top10;
 DROP INDEX vt_v;
 CREATE INDEX vt_v ON vt USING scann (v cosine_ops) WITH (variant = 'vamana', alpha = 1.1);
-SELECT same_as_seqscan('vt', '<=>', '{0.2,0.5,0.3,0.4,0}', 2000) AS cosine_all,
-       same_as_seqscan('vt', '<=>', '{3,-1,0,0,1}', 10) AS cosine_top10;
+SELECT vamana_same_as_seqscan('vt', '<=>', '{0.2,0.5,0.3,0.4,0}', 2000) AS cosine_all,
+       vamana_same_as_seqscan('vt', '<=>', '{3,-1,0,0,1}', 10) AS cosine_top10;
 SELECT variant, trained, metric, dims, lists, graph_degree, entries, free_slots, deleted_nodes,
        bad_edges, unreachable_nodes, min_degree > 0 AS linked, max_degree <= 32 AS bounded
   FROM scann_index_info('vt_v');
@@ -124,7 +124,7 @@ INSERT INTO vt SELECT i, i % 10, ARRAY[cos(i), sin(i * 0.7), (i % 11) / 11.0, (i
   FROM generate_series(2001, 2600) i;
 SET scann.search_list = 3000;
 SET scann.reorder = 3000;
-SELECT same_as_seqscan('vt', '<->', '{0.2,0.5,0.3,0.4,0}', 3000) AS after_inserts;
+SELECT vamana_same_as_seqscan('vt', '<->', '{0.2,0.5,0.3,0.4,0}', 3000) AS after_inserts;
 SELECT entries, free_slots, pages AS pages_before, bad_edges, unreachable_nodes
   FROM scann_index_info('vt_v') \gset
 SELECT :entries AS entries, :bad_edges AS bad_edges, :unreachable_nodes AS unreachable_nodes;
@@ -135,7 +135,7 @@ SELECT entries, free_slots, deleted_nodes, bad_edges, unreachable_nodes FROM sca
 INSERT INTO vt SELECT i, i % 10, ARRAY[cos(i), sin(i), 1, 0, 0.5] FROM generate_series(3001, 3500) i;
 SELECT entries, deleted_nodes, bad_edges, pages = :pages_before AS reused
   FROM scann_index_info('vt_v');
-SELECT same_as_seqscan('vt', '<->', '{0.2,0.5,0.3,0.4,0}', 3000) AS after_vacuum_and_reuse,
+SELECT vamana_same_as_seqscan('vt', '<->', '{0.2,0.5,0.3,0.4,0}', 3000) AS after_vacuum_and_reuse,
        (SELECT count(*) FROM vt WHERE v IS NOT NULL) AS rows;
 SET enable_seqscan = off;
 SELECT count(*) FROM (SELECT id FROM vt ORDER BY v <-> '{0.2,0.5,0.3,0.4,0}' LIMIT 5000) s
@@ -164,4 +164,4 @@ SELECT id FROM vempty ORDER BY v <=> '{0.5, 0.5, 1}' LIMIT 3;
 RESET enable_seqscan;
 
 DROP TABLE vt, vtiny, vempty;
-DROP FUNCTION try(text), same_as_seqscan(regclass, text, real[], int);
+DROP FUNCTION try(text), vamana_same_as_seqscan(regclass, text, real[], int);

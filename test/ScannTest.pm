@@ -34,6 +34,30 @@ sub load_table {
 		  . "ANALYZE $table;");
 }
 
+# Loads the first $rows base rows into TABLE(id bigint primary key, embedding TYPE), by a cast
+# from real[] (double precision[], or pgvector's vector and halfvec).
+sub load_table_as {
+	my ($node, $table, $set, $rows, $type) = @_;
+	load_table($node, "${table}_real", $set, $rows);
+	typed_copy($node, "${table}_real", $table, $type);
+}
+
+# Loads the first $count held-out queries into TABLE(id bigint primary key, embedding TYPE).
+sub load_queries_as {
+	my ($node, $table, $set, $count, $type) = @_;
+	load_queries($node, "${table}_real", $set, $count);
+	typed_copy($node, "${table}_real", $table, $type);
+}
+
+# Replaces TABLE(id, embedding real[]) SOURCE by TARGET with the embeddings cast to TYPE.
+sub typed_copy {
+	my ($node, $source, $target, $type) = @_;
+	$node->safe_psql('postgres',
+		"CREATE TABLE $target (id bigint PRIMARY KEY, embedding $type);"
+		  . "INSERT INTO $target SELECT id, embedding::$type FROM $source;"
+		  . "DROP TABLE $source; ANALYZE $target;");
+}
+
 # Reads $count float32 rows of $set->{dim} starting at row $first of FILE.
 sub read_rows {
 	my ($set, $file, $first, $count) = @_;

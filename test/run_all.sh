@@ -17,6 +17,7 @@ PYTHON=/usr/bin/python3
 passed=0
 failed=0
 failures=()
+skipped=()  # TAP files that skipped themselves (something they need is missing), with why
 START=$(date +%s)
 STEP=0
 STEPS=7
@@ -163,7 +164,7 @@ show_diffs() {
 # One TAP file: a line with its result and time; on failure, its failing assertions, the
 # end of its regress_log and of its servers' logs.
 tap_file() {
-  local file=$1 i=$2 n=$3 name out rc ok bad t0 log
+  local file=$1 i=$2 n=$3 name out rc ok bad t0 log skip
   name=$(basename "$file" .pl)
   out="$WORK/tap/$name.out"
   log="$WORK/tap/tmp_check/log/regress_log_$name"
@@ -190,7 +191,11 @@ tap_file() {
   ok=$(grep -cE '^ok [0-9]+' "$out")
   bad=$(grep -cE '^not ok [0-9]+' "$out")
   [ $rc -ne 0 ] && [ "$bad" -eq 0 ] && bad=1
-  if [ $rc -eq 0 ]; then
+  skip=$(sed -n 's/^[^ ]*\.pl \.\. skipped: *//p' "$out" | head -n 1)  # prove's line for plan skip_all
+  if [ $rc -eq 0 ] && [ -n "$skip" ]; then
+    printf 'skipped: %s\n' "$skip"
+    skipped+=("$name ($skip)")
+  elif [ $rc -eq 0 ]; then
     printf 'ok, %d tests, %s\n' "$ok" "$(since "$t0")"
   else
     printf 'FAILED, %d of %d tests, %s\n' "$bad" $((ok + bad)) "$(since "$t0")"
@@ -244,6 +249,7 @@ tap_tests
 bench_smoke
 echo
 echo "whole suite: $(since) (mm:ss)"
+for f in "${skipped[@]}"; do echo "skipped: $f"; done
 for f in "${failures[@]}"; do echo "failed: $f"; done
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

@@ -65,11 +65,7 @@ float ScalarQuantizer::Encode(const float* x, uint8_t* codes) const {
 }
 
 void ScalarQuantizer::Decode(const uint8_t* codes, float* out) const {
-  const float* __restrict lo_ = lo();
-  const float* __restrict step_ = step();
-  float* __restrict dst = out;
-  for (int j = 0; j < dim_; j++)
-    dst[j] = static_cast<float>(double(lo_[j]) + double(codes[j]) * double(step_[j]));
+  Sq8KernelsActive().decode(lo(), step(), codes, out, size_t(dim_));
 }
 
 void Sq8PrepareQuery(const ScalarQuantizer& sq, const float* q, Sq8Query* out) {
@@ -150,11 +146,16 @@ float Sq8Dot(const float* weighted, const uint8_t* codes, size_t n) {
   return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
+void Sq8Decode(const float* lo, const float* step, const uint8_t* codes, float* out, size_t n) {
+  for (size_t j = 0; j < n; j++)
+    out[j] = static_cast<float>(double(lo[j]) + double(codes[j]) * double(step[j]));
+}
+
 }  // namespace scalar
 
 namespace {
-const Sq8Kernels kScalar = {scalar::Sq8L2Squared, scalar::Sq8Dot};
-const Sq8Kernels kAvx2 = {avx2::Sq8L2Squared, avx2::Sq8Dot};
+const Sq8Kernels kScalar = {scalar::Sq8L2Squared, scalar::Sq8Dot, scalar::Sq8Decode};
+const Sq8Kernels kAvx2 = {avx2::Sq8L2Squared, avx2::Sq8Dot, avx2::Sq8Decode};
 }  // namespace
 
 const Sq8Kernels& Sq8KernelsFor(Isa isa) {

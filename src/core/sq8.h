@@ -69,6 +69,8 @@ struct Sq8Kernels {
   float (*l2_squared)(const float* shifted, const float* step, const uint8_t* codes, size_t n);
   // sum_j weighted_j c_j, accumulated in float.
   float (*dot)(const float* weighted, const uint8_t* codes, size_t n);
+  // out_j = lo_j + c_j step_j in double, rounded once to float (ScalarQuantizer::Decode).
+  void (*decode)(const float* lo, const float* step, const uint8_t* codes, float* out, size_t n);
 };
 
 const Sq8Kernels& Sq8KernelsFor(Isa isa);
@@ -85,10 +87,12 @@ double Sq8CosineLowerBound(const Sq8Query& q, const uint8_t* codes, float eps);
 namespace scalar {
 float Sq8L2Squared(const float* shifted, const float* step, const uint8_t* codes, size_t n);
 float Sq8Dot(const float* weighted, const uint8_t* codes, size_t n);
+void Sq8Decode(const float* lo, const float* step, const uint8_t* codes, float* out, size_t n);
 }  // namespace scalar
 namespace avx2 {
 float Sq8L2Squared(const float* shifted, const float* step, const uint8_t* codes, size_t n);
 float Sq8Dot(const float* weighted, const uint8_t* codes, size_t n);
+void Sq8Decode(const float* lo, const float* step, const uint8_t* codes, float* out, size_t n);
 }  // namespace avx2
 
 }  // namespace scann

@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "core/sq8.h"
 
@@ -60,6 +61,22 @@ float Sq8Dot(const float* weighted, const uint8_t* codes, size_t n) {
   float s = Sum(_mm256_add_ps(a0, a1));
   for (; i < n; i++) s = std::fma(float(codes[i]), weighted[i], s);
   return s;
+}
+
+// Four codes per step in double lanes: c x step is exact in double (8 bits times a float's 24),
+// so the sum rounds once there, and once more to float, exactly as the scalar twin does.
+void Sq8Decode(const float* lo, const float* step, const uint8_t* codes, float* out, size_t n) {
+  size_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    int32_t four;
+    std::memcpy(&four, codes + j, sizeof(four));
+    const __m256d c = _mm256_cvtepi32_pd(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(four)));
+    const __m256d l = _mm256_cvtps_pd(_mm_loadu_ps(lo + j));
+    const __m256d s = _mm256_cvtps_pd(_mm_loadu_ps(step + j));
+    _mm_storeu_ps(out + j, _mm256_cvtpd_ps(_mm256_add_pd(l, _mm256_mul_pd(c, s))));
+  }
+  for (; j < n; j++)
+    out[j] = static_cast<float>(double(lo[j]) + double(codes[j]) * double(step[j]));
 }
 
 }  // namespace avx2

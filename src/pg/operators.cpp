@@ -1,8 +1,11 @@
-// SQL distance functions on real[]: the exact arithmetic behind <->, <#> and <=>.
+// SQL distance functions on real[] and double precision[]: the exact arithmetic behind <->,
+// <#> and <=> (double precision values are rounded to real first), and the conversion of
+// double precision[] to real[].
 #include <cmath>
 
 #include "core/distance.h"
 #include "pg/guard.h"
+#include "pg/scann_vector.h"
 #include "pg/vector_arg.h"
 
 using scann::pg::CheckSameDims;
@@ -36,6 +39,7 @@ PG_FUNCTION_INFO_V1(scann_l2_squared_distance);
 PG_FUNCTION_INFO_V1(scann_inner_product);
 PG_FUNCTION_INFO_V1(scann_negative_inner_product);
 PG_FUNCTION_INFO_V1(scann_cosine_distance);
+PG_FUNCTION_INFO_V1(scann_to_real);
 
 Datum scann_l2_distance(PG_FUNCTION_ARGS) {
   VectorArg a, b;
@@ -72,4 +76,27 @@ Datum scann_cosine_distance(PG_FUNCTION_ARGS) {
   PG_RETURN_FLOAT8(distance);
 }
 
+// The double precision[] operator classes' support function 2: the vector as the real[] the
+// index stores, with the operators' checks.
+Datum scann_to_real(PG_FUNCTION_ARGS) {
+  VectorArg v = ReadVector(PG_GETARG_DATUM(0), "vector");
+  PG_RETURN_DATUM(scann::pg::MakeRealArray(v.data, v.dim));
+}
+
 }  // extern "C"
+
+namespace scann::pg {
+
+bool KernelMetric(PGFunction fn, Metric* metric) {
+  if (fn == scann_l2_distance)
+    *metric = Metric::kL2;
+  else if (fn == scann_negative_inner_product)
+    *metric = Metric::kInnerProduct;
+  else if (fn == scann_cosine_distance)
+    *metric = Metric::kCosine;
+  else
+    return false;
+  return true;
+}
+
+}  // namespace scann::pg

@@ -95,72 +95,143 @@ void CostEstimate(PlannerInfo* root, IndexPath* path, double loop_count, Cost* s
   *pages = costs.numIndexPages;
 }
 
-// The operator classes must each order by one real[] distance operator (strategy 1) and
-// name its function as support function 1.
-bool Validate(Oid opclassoid) {
+// Whether support function 1 has the shape () -> text and names a metric, which it returns
+// in *metric; reports what is wrong as an INFO.
+bool ValidMetricFunction(const char* family, Oid proc, Metric* metric) {
+  if (!check_amproc_signature(proc, TEXTOID, true, 0, 0)) {
+    ereport(INFO, (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+                   errmsg("scann operator family \"%s\" has support function 1 %s with a wrong "
+                          "signature; expected () -> text, naming the metric",
+                          family, format_procedure(proc))));
+    return false;
+  }
+  const char* name = TextDatumGetCString(OidFunctionCall0Coll(proc, InvalidOid));
+  if (MetricFromName(name, metric)) return true;
+  ereport(INFO, (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+                 errmsg("scann operator family \"%s\" has support function 1 %s naming an "
+                        "unknown metric \"%s\"; expected 'l2', 'ip' or 'cosine'",
+                        family, format_procedure(proc), name)));
+  return false;
+}
+
+// Whether support function 2 turns `type` into real[]: (type) -> real[], or a cast function
+// (type, integer, boolean) -> real[]; reports what is wrong as an INFO.
+bool ValidConversion(const char* family, Oid proc, Oid type) {
+  if (check_amproc_signature(proc, FLOAT4ARRAYOID, false, 1, 3, type, INT4OID, BOOLOID))
+    return true;
+  ereport(INFO,
+          (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+           errmsg("scann operator family \"%s\" has support function 2 %s with a wrong "
+                  "signature; expected (%s) -> real[] or (%s, integer, boolean) -> real[]",
+                  family, format_procedure(proc), format_type_be(type), format_type_be(type))));
+  return false;
+}
+
+// Checks the support functions of an operator class on `type` (scann_vector.h): exactly one
+// naming the metric, and one conversion to real[] unless the type is real[] itself.  Sets
+// *metric when function 1 names one.
+bool ValidSupportFunctions(const char* family, CatCList* procs, Oid type, Metric* metric,
+                           bool* named) {
   bool result = true;
+  int counts[3] = {0, 0, 0};
+  for (int i = 0; i < procs->n_members; i++) {
+    Form_pg_amproc proc = (Form_pg_amproc)GETSTRUCT(&procs->members[i]->tuple);
+    if (proc->amproclefttype != type || proc->amprocrighttype != type ||
+        (proc->amprocnum != kMetricProc && proc->amprocnum != kToRealProc)) {
+      ereport(INFO, (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+                     errmsg("scann operator family \"%s\" has support function %s with wrong "
+                            "number %d or types; expected 1 or 2 for (%s, %s)",
+                            family, format_procedure(proc->amproc), proc->amprocnum,
+                            format_type_be(type), format_type_be(type))));
+      result = false;
+      continue;
+    }
+    counts[proc->amprocnum]++;
+    if (proc->amprocnum == kMetricProc) {
+      *named = ValidMetricFunction(family, proc->amproc, metric);
+      result = result && *named;
+    } else {
+      result = ValidConversion(family, proc->amproc, type) && result;
+    }
+  }
+  if (counts[kMetricProc] != 1) {
+    ereport(INFO, (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+                   errmsg("scann operator family \"%s\" must have one support function 1 "
+                          "naming the metric, has %d",
+                          family, counts[kMetricProc])));
+    result = false;
+  }
+  const int conversions = type == FLOAT4ARRAYOID ? 0 : 1;
+  if (counts[kToRealProc] != conversions) {
+    ereport(INFO, (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+                   errmsg("scann operator family \"%s\" must have %d support function 2 "
+                          "(conversion to real[]) for type %s, has %d",
+                          family, conversions, format_type_be(type), counts[kToRealProc])));
+    result = false;
+  }
+  return result;
+}
+
+// Checks that an operator class on `type` orders by exactly one distance operator: strategy 1,
+// FOR ORDER BY, (type, type) -> float8; and that when it is one of pg_scann's own operators, it
+// computes the metric function 1 names (else the codes would rank rows by another distance).
+bool ValidOrderingOperator(const char* family, CatCList* oprs, Oid type, const Metric* metric) {
+  bool result = true;
+  for (int i = 0; i < oprs->n_members; i++) {
+    Form_pg_amop op = (Form_pg_amop)GETSTRUCT(&oprs->members[i]->tuple);
+    if (op->amopstrategy != 1 || op->amoppurpose != AMOP_ORDER ||
+        !check_amop_signature(op->amopopr, FLOAT8OID, type, type)) {
+      ereport(INFO, (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+                     errmsg("scann operator family \"%s\" has operator %s with wrong strategy, "
+                            "purpose or signature; expected strategy 1 FOR ORDER BY "
+                            "(%s, %s) -> float8",
+                            family, format_operator(op->amopopr), format_type_be(type),
+                            format_type_be(type))));
+      result = false;
+      continue;
+    }
+    FmgrInfo fn;
+    fmgr_info(get_opcode(op->amopopr), &fn);
+    Metric computed;
+    if (metric != nullptr && KernelMetric(fn.fn_addr, &computed) && computed != *metric) {
+      ereport(INFO, (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+                     errmsg("scann operator family \"%s\" orders by operator %s, which computes "
+                            "another metric than support function 1 names",
+                            family, format_operator(op->amopopr))));
+      result = false;
+    }
+  }
+  if (oprs->n_members != 1) {
+    ereport(INFO,
+            (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+             errmsg("scann operator family \"%s\" must have exactly one ordering operator, has %d",
+                    family, oprs->n_members)));
+    result = false;
+  }
+  return result;
+}
+
+// amvalidate: an operator class indexes any type through its support functions
+// (scann_vector.h) and orders by one distance operator on that type.
+bool Validate(Oid opclassoid) {
   HeapTuple classtup = SearchSysCache1(CLAOID, ObjectIdGetDatum(opclassoid));
   if (!HeapTupleIsValid(classtup))
     elog(ERROR, "cache lookup failed for operator class %u", opclassoid);
   Form_pg_opclass classform = (Form_pg_opclass)GETSTRUCT(classtup);
   Oid opfamilyoid = classform->opcfamily;
-  Oid opcintype = classform->opcintype;
-  char* opclassname = NameStr(classform->opcname);
+  Oid type = classform->opcintype;
   HeapTuple familytup = SearchSysCache1(OPFAMILYOID, ObjectIdGetDatum(opfamilyoid));
   if (!HeapTupleIsValid(familytup))
     elog(ERROR, "cache lookup failed for operator family %u", opfamilyoid);
-  char* opfamilyname = NameStr(((Form_pg_opfamily)GETSTRUCT(familytup))->opfname);
+  char* family = NameStr(((Form_pg_opfamily)GETSTRUCT(familytup))->opfname);
   CatCList* oprlist = SearchSysCacheList1(AMOPSTRATEGY, ObjectIdGetDatum(opfamilyoid));
   CatCList* proclist = SearchSysCacheList1(AMPROCNUM, ObjectIdGetDatum(opfamilyoid));
-  Oid real_array = FLOAT4ARRAYOID;
 
-  if (opcintype != real_array) {
-    ereport(INFO, (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
-                   errmsg("scann operator class \"%s\" indexes type %s, expected real[]",
-                          opclassname, format_type_be(opcintype))));
-    result = false;
-  }
-  int procs = 0;
-  for (int i = 0; i < proclist->n_members; i++) {
-    Form_pg_amproc proc = (Form_pg_amproc)GETSTRUCT(&proclist->members[i]->tuple);
-    if (proc->amprocnum != 1 ||
-        !check_amproc_signature(proc->amproc, FLOAT8OID, true, 2, 2, real_array, real_array)) {
-      ereport(INFO, (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
-                     errmsg("scann operator family \"%s\" has support function %s with wrong "
-                            "number %d or signature; expected 1: (real[], real[]) -> float8",
-                            opfamilyname, format_procedure(proc->amproc), proc->amprocnum)));
-      result = false;
-    }
-    procs++;
-  }
-  if (procs != 1) {
-    ereport(INFO,
-            (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
-             errmsg("scann operator family \"%s\" must have exactly one support function, has %d",
-                    opfamilyname, procs)));
-    result = false;
-  }
-  int orderings = 0;
-  for (int i = 0; i < oprlist->n_members; i++) {
-    Form_pg_amop op = (Form_pg_amop)GETSTRUCT(&oprlist->members[i]->tuple);
-    if (op->amopstrategy != 1 || op->amoppurpose != AMOP_ORDER ||
-        !check_amop_signature(op->amopopr, FLOAT8OID, real_array, real_array)) {
-      ereport(INFO, (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
-                     errmsg("scann operator family \"%s\" has operator %s with wrong strategy, "
-                            "purpose or signature; expected strategy 1 FOR ORDER BY "
-                            "(real[], real[]) -> float8",
-                            opfamilyname, format_operator(op->amopopr))));
-      result = false;
-    }
-    orderings++;
-  }
-  if (orderings != 1) {
-    ereport(INFO,
-            (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
-             errmsg("scann operator family \"%s\" must have exactly one ordering operator, has %d",
-                    opfamilyname, orderings)));
-    result = false;
-  }
+  Metric metric;
+  bool named = false;
+  bool result = ValidSupportFunctions(family, proclist, type, &metric, &named);
+  result = ValidOrderingOperator(family, oprlist, type, named ? &metric : nullptr) && result;
+
   ReleaseCatCacheList(proclist);
   ReleaseCatCacheList(oprlist);
   ReleaseSysCache(familytup);
@@ -192,7 +263,7 @@ Datum scann_handler(PG_FUNCTION_ARGS) {
   using namespace scann::pg;
   IndexAmRoutine* am = makeNode(IndexAmRoutine);
   am->amstrategies = 1;
-  am->amsupport = 1;
+  am->amsupport = 2;
   am->amoptsprocnum = 0;
   am->amcanorder = false;
   am->amcanorderbyop = true;

@@ -217,7 +217,7 @@ void ReadSuppliedQueries(const char* sql, Recalibration* r) {
     bool isnull;
     const Datum value = SPI_getbinval(SPI_tuptable->vals[i], desc, 1, &isnull);
     if (isnull) continue;
-    VectorArg v = ReadVector(value, "calibration query");
+    VectorArg v = ReadVector(ToRealArray(r->index, value), "calibration query");
     CheckSameDims(r->dims, v.dim);
     float* out = r->queries + size_t(r->taken) * r->dims;
     std::copy(v.data, v.data + v.dim, out);

@@ -64,7 +64,7 @@ const IndexState* GetIndexState(Relation index);
 // transaction aborts) and returns it; if another backend recorded one first, returns that.
 uint32 LearnDims(Relation index, uint32 dims);
 
-// Metric from the operator class's support function 1 (the exact distance function).
+// Metric named by the operator class's support function 1 (defined in scann_options.cpp).
 Metric IndexMetric(Relation index);
 
 // A new page at the end of `fork`, initialised as `type`, returned exclusively locked.

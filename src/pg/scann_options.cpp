@@ -5,7 +5,10 @@
 #include <cmath>
 #include <cstring>
 
+#include "pg/scann_vector.h"
+
 extern "C" {
+#include "access/genam.h"
 #include "access/heaptoast.h"
 #include "access/reloptions.h"
 #include "access/xlog.h"
@@ -14,12 +17,6 @@ extern "C" {
 #include "utils/array.h"
 #include "utils/guc.h"
 #include "utils/rel.h"
-}
-
-extern "C" {
-Datum scann_l2_distance(PG_FUNCTION_ARGS);
-Datum scann_negative_inner_product(PG_FUNCTION_ARGS);
-Datum scann_cosine_distance(PG_FUNCTION_ARGS);
 }
 
 namespace scann::pg {
@@ -408,17 +405,33 @@ void ResolveVamanaOptions(Relation index, BuildOptions* out) {
   out->alpha = rel && rel->alpha > 0 ? float(rel->alpha) : kDefaultAlpha;
 }
 
+bool MetricFromName(const char* name, Metric* metric) {
+  if (std::strcmp(name, "l2") == 0)
+    *metric = Metric::kL2;
+  else if (std::strcmp(name, "ip") == 0)
+    *metric = Metric::kInnerProduct;
+  else if (std::strcmp(name, "cosine") == 0)
+    *metric = Metric::kCosine;
+  else
+    return false;
+  return true;
+}
+
 Metric IndexMetric(Relation index) {
-  FmgrInfo* proc = index_getprocinfo(index, 1, 1);
-  if (proc->fn_addr == scann_l2_distance) return Metric::kL2;
-  if (proc->fn_addr == scann_negative_inner_product) return Metric::kInnerProduct;
-  if (proc->fn_addr == scann_cosine_distance) return Metric::kCosine;
-  ereport(ERROR, (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
-                  errmsg("scann operator class of index \"%s\" has an unknown distance function",
-                         RelationGetRelationName(index)),
-                  errdetail("Support function 1 must be l2_distance, negative_inner_product or "
-                            "cosine_distance.")));
-  pg_unreachable();
+  if (!OidIsValid(index_getprocid(index, 1, kMetricProc)))
+    ereport(ERROR, (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+                    errmsg("scann operator class of index \"%s\" names no metric",
+                           RelationGetRelationName(index)),
+                    errdetail("Support function 1 must return 'l2', 'ip' or 'cosine'.")));
+  FmgrInfo* proc = index_getprocinfo(index, 1, kMetricProc);
+  const char* name = TextDatumGetCString(FunctionCall0Coll(proc, InvalidOid));
+  Metric metric;
+  if (!MetricFromName(name, &metric))
+    ereport(ERROR, (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+                    errmsg("scann operator class of index \"%s\" names an unknown metric \"%s\"",
+                           RelationGetRelationName(index), name),
+                    errdetail("Support function 1 must return 'l2', 'ip' or 'cosine'.")));
+  return metric;
 }
 
 }  // namespace scann::pg

@@ -114,7 +114,10 @@ BuildOptions ResolveBuildOptions(Relation index, Metric metric, double rows, int
 // those not set).
 void ResolveVamanaOptions(Relation index, BuildOptions* out);
 
-// The metric of an index, from its operator class's support function 1.
+// The metric of an index: what its operator class's support function 1 names.
 Metric IndexMetric(Relation index);
+
+// The metric a support function 1 names ('l2', 'ip' or 'cosine'); false for another name.
+bool MetricFromName(const char* name, Metric* metric);
 
 }  // namespace scann::pg

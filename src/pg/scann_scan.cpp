@@ -22,6 +22,7 @@
 #include "pg/vector_arg.h"
 
 extern "C" {
+#include "access/genam.h"
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/tableam.h"
@@ -32,6 +33,7 @@ extern "C" {
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/buf_internals.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/float.h"
 }
@@ -89,6 +91,15 @@ struct ScanState {
   float* query;    // as given (exact distances)
   int reorder;     // 0: approximate order, no heap fetches
   IdSet returned;  // fanout above 1 only
+  // Exact distances come from the index's own kernel when it computes the ORDER BY operator's
+  // values bit for bit (pg_scann's operators); otherwise from the operator's function itself,
+  // called on the row and the query as given, in their type's own arithmetic (pgvector's loops
+  // round differently from the kernels in the last bits).
+  bool kernel_exact;
+  bool convert;  // the column's type is read through support function 2
+  FmgrInfo* operator_fn;
+  Oid collation;
+  Datum query_value;  // the ORDER BY argument, detoasted once
   // Re-ranking from the index's records (rerank = 'sq8'): the quantizer (a copy, so a relcache
   // flush cannot free it under the scan) and the query prepared for it; the batch's values
   // are then lower bounds the executor rechecks.
@@ -130,6 +141,17 @@ double ExactDistance(const ScanState* so, const float* v) {
     }
   }
   return 0;
+}
+
+// Exact distance of a row's indexed value to the query, as the ORDER BY operator computes it.
+double RowDistance(const ScanState* so, Relation index, Datum value) {
+  if (!so->kernel_exact)
+    return DatumGetFloat8(
+        FunctionCall2Coll(so->operator_fn, so->collation, value, so->query_value));
+  VectorArg v = ReadVector(so->convert ? ToRealArray(index, value) : value, "indexed vector",
+                           false);  // checked at insert
+  CheckSameDims(so->sc.dims, v.dim);
+  return ExactDistance(so, v.data);
 }
 
 // An approximate score (what the codes give) in the operator's units, for scann.reorder = 0.
@@ -277,10 +299,8 @@ void Reorder(ScanState* so, IndexScanDesc scan) {
       if (found) value = IndexedValue(so, scan, &isnull);
     }
     if (found && !isnull) {
-      VectorArg v = ReadVector(value, "indexed vector", false);  // checked at insert
-      CheckSameDims(so->sc.dims, v.dim);
       so->results[kept].tid = so->results[i].tid;
-      so->results[kept++].distance = ExactDistance(so, v.data);
+      so->results[kept++].distance = RowDistance(so, scan->indexRelation, value);
     }
     if (!TTS_EMPTY(so->slot)) ExecClearTuple(so->slot);
     MemoryContextSwitchTo(old);
@@ -308,12 +328,13 @@ void ScoreRecord(ScanState* so, const uint8_t* record, Result* r) {
   float eps;
   std::memcpy(&eps, record, sizeof(eps));
   const uint8_t* codes = record + sizeof(float);
-  r->exact = eps == 0.0f && so->sc.metric != Metric::kCosine;
+  r->exact = eps == 0.0f && so->sc.metric != Metric::kCosine && so->kernel_exact;
   if (r->exact) {
     // The codes store the row exactly (integer data on a step-1 grid): decoded, they are the
     // row itself, bit for bit (core/sq8.h), so the operator's own kernel gives the operator's
     // own value and the executor need not fetch the row to recheck it.  (Cosine records hold
-    // the normalized row: not the one the operator sees.)
+    // the normalized row: not the one the operator sees.  An operator the kernels do not
+    // reproduce gets the bound and its recheck.)
     so->sq->Decode(codes, so->decoded);
     r->distance = ExactDistance(so, so->decoded);
     return;
@@ -479,7 +500,15 @@ void Rescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int n
     sc->query_pq = so->query;
     so->has_query = so->null_query = true;
   } else if (scan->numberOfOrderBys > 0) {
-    VectorArg q = ReadVector(scan->orderByData[0].sk_argument, "query vector");
+    const ScanKey key = &scan->orderByData[0];
+    so->convert = OidIsValid(index_getprocid(scan->indexRelation, 1, kToRealProc));
+    so->kernel_exact = ComputedByKernel(key->sk_func.fn_addr, sc->metric);
+    so->operator_fn = &key->sk_func;
+    so->collation = key->sk_collation;
+    so->query_value = key->sk_argument;
+    if (!so->kernel_exact && get_typlen(key->sk_subtype) == -1)
+      so->query_value = PointerGetDatum(PG_DETOAST_DATUM(key->sk_argument));
+    VectorArg q = ReadVector(ToRealArray(scan->indexRelation, key->sk_argument), "query vector");
     if (sc->dims == 0) sc->dims = q.dim;  // an untrained index built on an empty table
     CheckSameDims(sc->dims, q.dim);
     so->query = static_cast<float*>(palloc(sizeof(float) * q.dim));
