@@ -9,7 +9,7 @@ PG_SRCS    = $(sort $(wildcard src/pg/*.cpp))
 CORE_OBJS  = $(CORE_SRCS:.cpp=.o)
 OBJS       = $(CORE_OBJS) $(PG_SRCS:.cpp=.o)
 
-REGRESS      = operators guard scann_index scann_correctness scann_rerank scann_annoy scann_types
+REGRESS      = operators guard scann_index scann_correctness scann_rerank scann_annoy scann_types scann_vamana
 REGRESS_OPTS = --outputdir=$(REGRESS_OUTPUTDIR)
 REGRESS_OUTPUTDIR ?= .
 ISOLATION      = $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isolation/specs/*.spec)))

@@ -73,6 +73,10 @@ def parse_args(argv):
                    help="WITH (...) of the scann-annoy index, besides variant = 'annoy'")
     p.add_argument("--annoy-nprobe", type=_ints, default="8,16,32,64,128,256",
                    help="scann.nprobe values of scann-annoy (leaves)")
+    p.add_argument("--vamana-opts", default="",
+                   help="WITH (...) of the scann-vamana index, besides variant = 'vamana'")
+    p.add_argument("--search-list", type=_ints, default="100,200,400,800",
+                   help="scann.search_list values of scann-vamana")
     p.add_argument("--hnsw-opts", default="m = 16, ef_construction = 64")
     p.add_argument("--ef-search", type=_ints, default="10,20,40,80,160,320")
     p.add_argument("--ivfflat-opts", default="", help="default: lists = rows / 1000")
@@ -93,9 +97,10 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if args.smoke:
         args.dataset, args.rows, args.queries, args.k = "minilm", None, 100, 100
-        args.systems, args.nprobe, args.reorder = ("exact,scann,scann-annoy,pgvector-hnsw,hnswlib",
+        args.systems, args.nprobe, args.reorder = ("exact,scann,scann-annoy,scann-vamana,pgvector-hnsw,hnswlib",
                                                    [1, 4], [100])
         args.annoy_opts, args.annoy_nprobe = "", [4, 16]
+        args.vamana_opts, args.search_list = "", [100]
         args.target_recall = [0.95]
         args.ef_search, args.hnsw_opts = [40], "m = 16, ef_construction = 64"
         args.column_type = "real[]"

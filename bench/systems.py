@@ -7,6 +7,9 @@ scann-serial     the same build with max_parallel_maintenance_workers = 0, for t
                  time and memory of a serial build; no queries (its pages are the same)
 scann-annoy      CREATE INDEX ... USING scann (...) WITH (variant = 'annoy', --annoy-opts);
                  knobs as scann's, with --annoy-nprobe (leaves, not lists) for --nprobe
+scann-vamana     CREATE INDEX ... USING scann (...) WITH (variant = 'vamana', --vamana-opts);
+                 knobs scann.search_list (--search-list, and -1 at --target-recall) x
+                 scann.reorder
 pgvector-hnsw    pgvector's HNSW on a pgvector column (vector, or halfvec); knob hnsw.ef_search
 pgvector-ivfflat pgvector's IVFFlat on the same column; knob ivfflat.probes
 ceiling          a prepared query that only parses the vector: the round trip every system
@@ -226,6 +229,23 @@ class ScannAnnoy(Scann):
         return self.cfg.annoy_nprobe
 
 
+class ScannVamana(Scann):
+    name = "scann-vamana"
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.options = ", ".join(filter(None, ("variant = 'vamana'", cfg.vamana_opts)))
+        self.index = f"{self.table}_scann_vamana_idx"
+
+    def points(self):
+        # The target points first: search_list -1 picks from the build's recall calibration.
+        return ([{"scann.search_list": "-1", "scann.target_recall": str(t),
+                  "scann.reorder": str(r)}
+                 for t, r in itertools.product(self.cfg.target_recall, self.cfg.reorder)]
+                + [{"scann.search_list": str(n), "scann.reorder": str(r)}
+                   for n, r in itertools.product(self.cfg.search_list, self.cfg.reorder)])
+
+
 class _Pgvector(_Indexed):
     """Common part of pgvector's two index types: a vector column unless halfvec is asked."""
     method = None
@@ -268,5 +288,6 @@ class PgvectorIvfflat(_Pgvector):
         return [{"ivfflat.probes": str(p)} for p in self.cfg.probes]
 
 
-SQL_SYSTEMS = {cls.name: cls for cls in (Exact, Scann, ScannSerial, ScannAnnoy, PgvectorHnsw,
+SQL_SYSTEMS = {cls.name: cls for cls in (Exact, Scann, ScannSerial, ScannAnnoy, ScannVamana,
+                                              PgvectorHnsw,
                                          PgvectorIvfflat, Ceiling)}

@@ -90,7 +90,14 @@ CREATE FUNCTION scann_index_info(index regclass,
     OUT entries bigint, OUT free_slots bigint, OUT smallest_list bigint,
     OUT largest_list bigint, OUT empty_lists bigint, OUT pages bigint,
     OUT rerank text, OUT calibration_knob integer[], OUT calibration_recall real[],
-    OUT calibrated_at timestamptz, OUT calibration_stale boolean, OUT calibrated_with text)
+    OUT calibrated_at timestamptz, OUT calibration_stale boolean, OUT calibrated_with text,
+    -- vamana's graph (null for the other variants): out-degree bound, entry point (a node
+    -- id), nodes of deleted rows not yet freed by VACUUM, out-degrees of the live nodes,
+    -- edges from a live node to a node that is not live (0 after VACUUM), live nodes no path
+    -- from the entry point reaches
+    OUT graph_degree integer, OUT entry_point bigint, OUT deleted_nodes bigint,
+    OUT min_degree integer, OUT mean_degree float8, OUT max_degree integer,
+    OUT bad_edges bigint, OUT unreachable_nodes bigint)
     AS 'MODULE_PATHNAME', 'scann_index_info'
     LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 

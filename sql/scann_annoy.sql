@@ -13,11 +13,11 @@ CREATE INDEX ON a USING scann (v) WITH (variant = 'annoy', trees = 0);
 CREATE INDEX ON a USING scann (v) WITH (variant = 'annoy', trees = 65);
 CREATE INDEX ON a USING scann (v) WITH (variant = 'annoy', leaf_size = -1);
 CREATE INDEX ON a USING scann (v) WITH (variant = 'annoy', trees = 'many');
-CREATE INDEX ON a USING scann (v) WITH (variant = 'vamana');
+CREATE INDEX ON a USING scann (v) WITH (variant = 'annoy', graph_degree = 16);
 \set VERBOSITY default
 CREATE INDEX ON a USING scann (v) WITH (variant = 'annoy', trees = 0);
 CREATE INDEX ON a USING scann (v) WITH (variant = 'annoy', leaf_size = -1);
-CREATE INDEX ON a USING scann (v) WITH (variant = 'vamana');
+CREATE INDEX ON a USING scann (v) WITH (variant = 'vamana', trees = 4);
 CREATE INDEX ON a USING scann (v) WITH (variant = 'Annoy');
 -- An option of the other variant is refused, not ignored: lists with annoy, trees and
 -- leaf_size with ivf (the default variant), also through ALTER INDEX.

@@ -16,7 +16,6 @@ CREATE INDEX ON t USING scann (v) WITH (lists = -1);
 CREATE INDEX ON t USING scann (v) WITH (dims_per_subspace = 0);
 CREATE INDEX ON t USING scann (v) WITH (sample = -5);
 CREATE INDEX ON t USING scann (v) WITH (anisotropic_threshold = -0.5);
-CREATE INDEX ON t USING scann (v) WITH (variant = 'vamana');
 CREATE INDEX ON t USING scann (v) WITH (variant = 'hnsw');
 CREATE INDEX ON t USING scann (v) WITH (nonsense = 1);
 CREATE INDEX ON t USING scann (id);

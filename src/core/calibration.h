@@ -31,6 +31,8 @@ class NeighborTruth {
                 bool inner_product, int k);
 
   int queries() const { return nq_; }
+  // Query q's own row id (kNoQueryRow for a query from elsewhere).
+  uint64_t query_id(int q) const { return query_ids_[q]; }
   int k() const { return k_; }
 
   // Offers n rows (n x dims floats) with their ids.

@@ -69,6 +69,15 @@ float NotNan(float d) { return std::isnan(d) ? std::numeric_limits<float>::infin
 
 }  // namespace
 
+GraphArrays ArraysOf(VamanaGraph* graph) {
+  GraphArrays arrays;
+  arrays.degrees = graph->degrees.data();
+  arrays.neighbors = graph->neighbors.data();
+  arrays.stride = static_cast<size_t>(graph->degree_bound);
+  arrays.size = graph->size();
+  return arrays;
+}
+
 VisitedSet::VisitedSet(size_t dense_bound) : dense_(dense_bound > 0) {
   stamps_.assign(dense_ ? dense_bound : kInitialHashSlots, 0);
   if (!dense_) keys_.assign(kInitialHashSlots, 0);
@@ -106,6 +115,10 @@ bool VisitedSet::Contains(uint32_t id) const {
   for (size_t i = HashSlot(id, mask); stamps_[i] == epoch_; i = (i + 1) & mask)
     if (keys_[i] == id) return true;
   return false;
+}
+
+void VisitedSet::Reserve(size_t ids) {
+  while (!dense_ && (ids + 1) * 2 > stamps_.size()) Grow();
 }
 
 // Doubles the hash table and re-inserts the ids of the current epoch.
@@ -254,34 +267,31 @@ void RobustPrune(uint32_t p, std::vector<Candidate>* pool, float alpha, const Va
   }
 }
 
-void InterInsert(uint32_t p, const uint32_t* neighbors, size_t count, float alpha,
-                 const VamanaParams& params, GraphStore& store, VamanaScratch* scratch) {
+void AddBackEdge(uint32_t q, uint32_t p, float alpha, const VamanaParams& params, GraphStore& store,
+                 VamanaScratch* scratch) {
   const size_t capacity = store.Capacity();
   scratch->ids.resize(capacity + 1);
   scratch->distances.resize(capacity + 1);
-  for (size_t n = 0; n < count; n++) {
-    const uint32_t j = neighbors[n];
-    uint32_t* ids = scratch->ids.data();
-    const size_t degree = store.GetNeighbors(j, ids);
-    if (std::find(ids, ids + degree, p) != ids + degree) continue;
-    ids[degree] = p;
-    if (degree < capacity) {
-      store.SetNeighbors(j, ids, degree + 1);
-      continue;
-    }
-    store.Distances(j, ids, degree + 1, scratch->distances.data());
-    scratch->pool.clear();
-    for (size_t i = 0; i <= degree; i++) scratch->pool.push_back({scratch->distances[i], ids[i]});
-    RobustPrune(j, &scratch->pool, alpha, params, store, scratch, &scratch->pruned);
-    store.SetNeighbors(j, scratch->pruned.data(), scratch->pruned.size());
+  uint32_t* ids = scratch->ids.data();
+  const size_t degree = store.GetNeighbors(q, ids);
+  if (std::find(ids, ids + degree, p) != ids + degree) return;
+  ids[degree] = p;
+  if (degree < capacity) {
+    store.SetNeighbors(q, ids, degree + 1);
+    return;
   }
+  store.Distances(q, ids, degree + 1, scratch->distances.data());
+  scratch->pool.clear();
+  for (size_t i = 0; i <= degree; i++) scratch->pool.push_back({scratch->distances[i], ids[i]});
+  RobustPrune(q, &scratch->pool, alpha, params, store, scratch, &scratch->pruned);
+  store.SetNeighbors(q, scratch->pruned.data(), scratch->pruned.size());
 }
 
-namespace {
+void InterInsert(uint32_t p, const uint32_t* neighbors, size_t count, float alpha,
+                 const VamanaParams& params, GraphStore& store, VamanaScratch* scratch) {
+  for (size_t n = 0; n < count; n++) AddBackEdge(neighbors[n], p, alpha, params, store, scratch);
+}
 
-// search_for_point_and_prune: GreedySearch for p's vector, then RobustPrune(alpha) of the
-// expanded nodes and p's current neighbours into scratch->neighbors.  Pool distances come
-// from the store unless the expander's are already the store's (the exact build).
 void SearchForPointAndPrune(uint32_t p, const Candidate* entries, size_t entry_count, float alpha,
                             const VamanaParams& params, NodeExpander& expander, GraphStore& store,
                             VamanaScratch* scratch, bool search_distances_are_pair_distances) {
@@ -309,24 +319,25 @@ void SearchForPointAndPrune(uint32_t p, const Candidate* entries, size_t entry_c
   RobustPrune(p, &pool, alpha, params, store, scratch, &scratch->neighbors);
 }
 
-// The build's graph with exact distances between its rows; lists have `capacity` slots.
+namespace {
+
+// A graph in arrays with exact distances between its rows; lists have `stride` slots.
 class InMemoryStore : public GraphStore {
  public:
-  InMemoryStore(VamanaGraph* graph, const float* data, size_t dims, VamanaMetric metric)
+  InMemoryStore(const GraphArrays& graph, const float* data, size_t dims, VamanaMetric metric)
       : graph_(graph), data_(data), dims_(dims), distance_(metric) {}
 
-  size_t Capacity() const override { return static_cast<size_t>(graph_->degree_bound); }
+  size_t Capacity() const override { return graph_.stride; }
 
   size_t GetNeighbors(uint32_t node, uint32_t* ids) override {
-    const uint32_t degree = graph_->degrees[node];
-    std::copy(graph_->Neighbors(node), graph_->Neighbors(node) + degree, ids);
+    const uint32_t degree = graph_.degrees[node];
+    std::copy(graph_.Neighbors(node), graph_.Neighbors(node) + degree, ids);
     return degree;
   }
 
   void SetNeighbors(uint32_t node, const uint32_t* ids, size_t count) override {
-    uint32_t* list = graph_->neighbors.data() + static_cast<size_t>(node) * graph_->degree_bound;
-    std::copy(ids, ids + count, list);
-    graph_->degrees[node] = static_cast<uint32_t>(count);
+    std::copy(ids, ids + count, graph_.neighbors + static_cast<size_t>(node) * graph_.stride);
+    graph_.degrees[node] = static_cast<uint32_t>(count);
   }
 
   void Distances(uint32_t from, const uint32_t* to, size_t count, float* out) override {
@@ -344,17 +355,17 @@ class InMemoryStore : public GraphStore {
  private:
   const float* Row(uint32_t id) const { return data_ + static_cast<size_t>(id) * dims_; }
 
-  VamanaGraph* graph_;
+  GraphArrays graph_;
   const float* data_;
   size_t dims_;
   RowMetric distance_;
 };
 
 // Out-degree min(R, n - 1), distinct neighbours other than the node itself.
-void RandomStartGraph(VamanaGraph* graph, size_t degree, Rng* rng) {
-  const size_t n = graph->size();
+void RandomStartGraph(const GraphArrays& graph, size_t degree, Rng* rng) {
+  const size_t n = graph.size;
   for (size_t v = 0; v < n; v++) {
-    uint32_t* list = graph->neighbors.data() + v * graph->degree_bound;
+    uint32_t* list = graph.neighbors + v * graph.stride;
     size_t count = 0;
     if (n - 1 <= degree) {
       for (size_t u = 0; u < n; u++)
@@ -365,7 +376,7 @@ void RandomStartGraph(VamanaGraph* graph, size_t degree, Rng* rng) {
         if (u != v && std::find(list, list + count, u) == list + count) list[count++] = u;
       }
     }
-    graph->degrees[v] = static_cast<uint32_t>(count);
+    graph.degrees[v] = static_cast<uint32_t>(count);
   }
 }
 
@@ -385,24 +396,24 @@ void BuildPass(const std::vector<uint32_t>& order, const float* data, size_t dim
   }
 }
 
-// Prunes every list longer than R (the slack the build allowed) and packs the lists to a
-// stride of R, in place.
-void PruneToDegree(VamanaGraph* graph, const VamanaParams& params, InMemoryStore& store,
-                   VamanaScratch* scratch) {
-  const size_t degree = static_cast<size_t>(params.graph_degree);
-  for (size_t v = 0; v < graph->size(); v++) {
-    if (v % kNodesPerCheck == 0) CheckInterrupts(params.check_interrupts);
-    if (graph->degrees[v] <= degree) continue;
-    const size_t count = store.GetNeighbors(static_cast<uint32_t>(v), scratch->ids.data());
-    store.Distances(static_cast<uint32_t>(v), scratch->ids.data(), count,
-                    scratch->distances.data());
-    scratch->pool.clear();
-    for (size_t i = 0; i < count; i++)
-      scratch->pool.push_back({scratch->distances[i], scratch->ids[i]});
-    RobustPrune(static_cast<uint32_t>(v), &scratch->pool, params.alpha, params, store, scratch,
-                &scratch->pruned);
-    store.SetNeighbors(static_cast<uint32_t>(v), scratch->pruned.data(), scratch->pruned.size());
-  }
+// RobustPrune(alpha) of v's list to R when the build's slack let it grow longer.
+void PruneOne(uint32_t v, const VamanaParams& params, InMemoryStore& store,
+              VamanaScratch* scratch) {
+  scratch->ids.resize(store.Capacity() + 1);
+  scratch->distances.resize(store.Capacity() + 1);
+  const size_t count = store.GetNeighbors(v, scratch->ids.data());
+  if (count <= static_cast<size_t>(params.graph_degree)) return;
+  store.Distances(v, scratch->ids.data(), count, scratch->distances.data());
+  scratch->pool.clear();
+  for (size_t i = 0; i < count; i++)
+    scratch->pool.push_back({scratch->distances[i], scratch->ids[i]});
+  RobustPrune(v, &scratch->pool, params.alpha, params, store, scratch, &scratch->pruned);
+  store.SetNeighbors(v, scratch->pruned.data(), scratch->pruned.size());
+}
+
+// Packs lists of stride graph->degree_bound (all of them at most R long) to a stride of R, in
+// place.
+void PackToDegree(VamanaGraph* graph, size_t degree) {
   const size_t stride = static_cast<size_t>(graph->degree_bound);
   for (size_t v = 0; v < graph->size(); v++)
     std::copy(graph->neighbors.begin() + v * stride,
@@ -411,6 +422,17 @@ void PruneToDegree(VamanaGraph* graph, const VamanaParams& params, InMemoryStore
   graph->neighbors.resize(graph->size() * degree);
   graph->neighbors.shrink_to_fit();
   graph->degree_bound = static_cast<int>(degree);
+}
+
+// Prunes every list longer than R (the slack the build allowed) and packs the lists to a
+// stride of R, in place.
+void PruneToDegree(VamanaGraph* graph, const VamanaParams& params, InMemoryStore& store,
+                   VamanaScratch* scratch) {
+  for (size_t v = 0; v < graph->size(); v++) {
+    if (v % kNodesPerCheck == 0) CheckInterrupts(params.check_interrupts);
+    PruneOne(static_cast<uint32_t>(v), params, store, scratch);
+  }
+  PackToDegree(graph, static_cast<size_t>(params.graph_degree));
 }
 
 void CheckParams(const VamanaParams& params) {
@@ -541,14 +563,14 @@ VamanaGraph BuildVamana(const float* data, size_t n, int dims, const VamanaParam
   graph.degrees.assign(n, 0);
   graph.neighbors.assign(n * capacity, 0);
   Rng rng(params.seed);
-  RandomStartGraph(&graph, degree, &rng);
+  RandomStartGraph(ArraysOf(&graph), degree, &rng);
   graph.entry_point = CalculateEntryPoint(data, n, dims);
   std::vector<uint32_t> order(n);
   for (size_t i = 0; i < n; i++) order[i] = static_cast<uint32_t>(i);
   for (size_t i = n; i > 1; i--) std::swap(order[i - 1], order[rng.Below(i)]);
   const size_t d = static_cast<size_t>(dims);
   ExactExpander expander(graph, data, dims, params.metric);
-  InMemoryStore store(&graph, data, d, params.metric);
+  InMemoryStore store(ArraysOf(&graph), data, d, params.metric);
   VamanaScratch scratch(capacity, std::max<size_t>(n, 1));
   if (n > 0) {
     if (params.passes == 2)
@@ -559,7 +581,192 @@ VamanaGraph BuildVamana(const float* data, size_t n, int dims, const VamanaParam
   return graph;
 }
 
+namespace {
+
+// Rows per batch of the batched build: small enough that the rows of a batch, which do not see
+// each other's new lists, are a small share of the graph, large enough that the barriers
+// between the steps cost little.
+constexpr size_t kMinBatchRows = 64;
+constexpr size_t kMaxBatchRows = 4096;
+constexpr size_t kBatchesPerPass = 256;
+
+}  // namespace
+
+BatchedBuild PlanBatchedBuild(size_t n, const VamanaParams& params) {
+  BatchedBuild plan;
+  plan.slots = static_cast<size_t>(std::ceil(kBuildSlack * params.graph_degree));
+  plan.batch = std::clamp(n / kBatchesPerPass, kMinBatchRows, kMaxBatchRows);
+  plan.passes = static_cast<size_t>(params.passes);
+  plan.batches_per_pass = (n + plan.batch - 1) / plan.batch;
+  return plan;
+}
+
+uint32_t StartBatchedBuild(const float* data, size_t n, int dims, const VamanaParams& params,
+                           const BatchedBuild& plan, GraphArrays* graph, uint32_t* order) {
+  CheckParams(params);
+  if (dims < 1) throw std::invalid_argument("vamana: dims must be >= 1");
+  if (n >= kNoNode) throw std::invalid_argument("vamana: too many rows for 32-bit node ids");
+  graph->size = n;
+  graph->stride = plan.slots;
+  Rng rng(params.seed);
+  RandomStartGraph(*graph, static_cast<size_t>(params.graph_degree), &rng);
+  for (size_t i = 0; i < n; i++) order[i] = static_cast<uint32_t>(i);
+  for (size_t i = n; i > 1; i--) std::swap(order[i - 1], order[rng.Below(i)]);
+  return CalculateEntryPoint(data, n, dims);
+}
+
+void SearchBatch(const GraphArrays& graph, const float* data, int dims, uint32_t entry_point,
+                 const VamanaParams& params, float alpha, const uint32_t* rows, size_t count,
+                 size_t part, size_t parts, uint32_t* out, uint32_t* out_degrees,
+                 VamanaScratch* scratch) {
+  ExactExpander expander(graph, data, dims, params.metric);
+  InMemoryStore store(graph, data, static_cast<size_t>(dims), params.metric);
+  const size_t degree = static_cast<size_t>(params.graph_degree);
+  for (size_t i = part, done = 0; i < count; i += parts, done++) {
+    if (done % kNodesPerCheck == 0) CheckInterrupts(params.check_interrupts);
+    const uint32_t p = rows[i];
+    expander.SetQuery(data + static_cast<size_t>(p) * dims);
+    const Candidate entry{expander.Distance(entry_point), entry_point};
+    SearchForPointAndPrune(p, &entry, 1, alpha, params, expander, store, scratch, true);
+    std::copy(scratch->neighbors.begin(), scratch->neighbors.end(), out + i * degree);
+    out_degrees[i] = static_cast<uint32_t>(scratch->neighbors.size());
+  }
+}
+
+void LinkBatch(const GraphArrays& graph, const float* data, int dims, const VamanaParams& params,
+               float alpha, const uint32_t* rows, size_t count, const uint32_t* out,
+               const uint32_t* out_degrees, size_t part, size_t parts, VamanaScratch* scratch) {
+  InMemoryStore store(graph, data, static_cast<size_t>(dims), params.metric);
+  const size_t degree = static_cast<size_t>(params.graph_degree);
+  for (size_t i = 0; i < count; i++)
+    if (rows[i] % parts == part) store.SetNeighbors(rows[i], out + i * degree, out_degrees[i]);
+  for (size_t i = 0; i < count; i++) {
+    if (i % kNodesPerCheck == 0) CheckInterrupts(params.check_interrupts);
+    for (size_t k = 0; k < out_degrees[i]; k++) {
+      const uint32_t q = out[i * degree + k];
+      if (q % parts == part) AddBackEdge(q, rows[i], alpha, params, store, scratch);
+    }
+  }
+}
+
+void FinishBatchedBuild(const GraphArrays& graph, const float* data, int dims,
+                        const VamanaParams& params, size_t part, size_t parts,
+                        VamanaScratch* scratch) {
+  InMemoryStore store(graph, data, static_cast<size_t>(dims), params.metric);
+  for (size_t v = part, done = 0; v < graph.size; v += parts, done++) {
+    if (done % kNodesPerCheck == 0) CheckInterrupts(params.check_interrupts);
+    PruneOne(static_cast<uint32_t>(v), params, store, scratch);
+  }
+}
+
+namespace {
+
+// Marks reached[] from `from` through the lists (nodes already marked stop the walk); returns
+// how many it marked.
+size_t MarkReachable(const GraphArrays& graph, uint32_t from, std::vector<uint8_t>* reached,
+                     std::vector<uint32_t>* queue) {
+  if ((*reached)[from]) return 0;
+  queue->assign(1, from);
+  (*reached)[from] = 1;
+  for (size_t head = 0; head < queue->size(); head++) {
+    const uint32_t v = (*queue)[head];
+    for (uint32_t i = 0; i < graph.degrees[v]; i++) {
+      const uint32_t w = graph.Neighbors(v)[i];
+      if (!(*reached)[w]) {
+        (*reached)[w] = 1;
+        queue->push_back(w);
+      }
+    }
+  }
+  return queue->size();
+}
+
+// Links unreachable node u from the nearest expanded node of a search for it with room in its
+// list (else from the nearest one, replacing its farthest neighbour).
+void LinkUnreachable(const GraphArrays& graph, uint32_t u, uint32_t entry_point,
+                     const VamanaParams& params, ExactExpander& expander, VamanaScratch* scratch) {
+  GreedySearch& search = scratch->search;
+  const Candidate entry{expander.Distance(entry_point), entry_point};
+  search.Start(&entry, 1, static_cast<size_t>(params.build_list), u);
+  search.Run(expander);
+  const size_t degree = static_cast<size_t>(params.graph_degree);
+  uint32_t nearest = kNoNode, roomy = kNoNode;
+  float nearest_d = 0, roomy_d = 0;
+  for (const Candidate& c : search.expanded()) {
+    if (c.id == u) continue;
+    if (nearest == kNoNode || c.distance < nearest_d) nearest = c.id, nearest_d = c.distance;
+    if (graph.degrees[c.id] < degree && (roomy == kNoNode || c.distance < roomy_d))
+      roomy = c.id, roomy_d = c.distance;
+  }
+  const uint32_t from = roomy != kNoNode ? roomy : nearest;
+  if (from == kNoNode) return;
+  uint32_t* list = graph.neighbors + static_cast<size_t>(from) * graph.stride;
+  if (graph.degrees[from] < degree)
+    list[graph.degrees[from]++] = u;
+  else
+    list[degree - 1] = u;
+}
+
+}  // namespace
+
+size_t RepairReachability(const GraphArrays& graph, const float* data, int dims,
+                          uint32_t entry_point, const VamanaParams& params, int rounds,
+                          VamanaScratch* scratch) {
+  const size_t n = graph.size;
+  if (n == 0 || entry_point == kNoNode) return 0;
+  std::vector<uint8_t> reached(n);
+  std::vector<uint32_t> queue;
+  ExactExpander expander(graph, data, dims, params.metric);
+  size_t count = 0;
+  for (int round = 0; round <= rounds; round++) {
+    std::fill(reached.begin(), reached.end(), 0);
+    count = MarkReachable(graph, entry_point, &reached, &queue);
+    if (count == n || round == rounds) break;
+    for (uint32_t u = 0; u < n; u++) {
+      if (reached[u]) continue;
+      if (u % kNodesPerCheck == 0) CheckInterrupts(params.check_interrupts);
+      expander.SetQuery(data + static_cast<size_t>(u) * dims);
+      LinkUnreachable(graph, u, entry_point, params, expander, scratch);
+      MarkReachable(graph, u, &reached, &queue);
+    }
+  }
+  return n - count;
+}
+
+VamanaGraph BuildVamanaBatched(const float* data, size_t n, int dims, const VamanaParams& params) {
+  const BatchedBuild plan = PlanBatchedBuild(n, params);
+  VamanaGraph graph;
+  graph.degree_bound = static_cast<int>(plan.slots);
+  graph.degrees.assign(n, 0);
+  graph.neighbors.assign(n * plan.slots, 0);
+  GraphArrays arrays = ArraysOf(&graph);
+  std::vector<uint32_t> order(n);
+  graph.entry_point = StartBatchedBuild(data, n, dims, params, plan, &arrays, order.data());
+  const size_t degree = static_cast<size_t>(params.graph_degree);
+  std::vector<uint32_t> out(plan.batch * degree), out_degrees(plan.batch);
+  VamanaScratch scratch(plan.slots, std::max<size_t>(n, 1));
+  for (size_t pass = 0; pass < plan.passes; pass++) {
+    const float alpha = pass + 1 < plan.passes ? 1.0f : params.alpha;
+    for (size_t b = 0; b < plan.batches_per_pass; b++) {
+      const size_t count = std::min(plan.batch, n - plan.First(b));
+      const uint32_t* rows = order.data() + plan.First(b);
+      SearchBatch(arrays, data, dims, graph.entry_point, params, alpha, rows, count, 0, 1,
+                  out.data(), out_degrees.data(), &scratch);
+      LinkBatch(arrays, data, dims, params, alpha, rows, count, out.data(), out_degrees.data(), 0,
+                1, &scratch);
+    }
+  }
+  FinishBatchedBuild(arrays, data, dims, params, 0, 1, &scratch);
+  RepairReachability(arrays, data, dims, graph.entry_point, params, kRepairRounds, &scratch);
+  PackToDegree(&graph, degree);
+  return graph;
+}
+
 ExactExpander::ExactExpander(const VamanaGraph& graph, const float* data, int dims,
+                             VamanaMetric metric)
+    : ExactExpander(ArraysOf(const_cast<VamanaGraph*>(&graph)), data, dims, metric) {}
+
+ExactExpander::ExactExpander(const GraphArrays& graph, const float* data, int dims,
                              VamanaMetric metric)
     : graph_(graph),
       data_(data),
@@ -575,7 +782,7 @@ float ExactExpander::Distance(uint32_t row) const {
 size_t ExactExpander::Expand(uint32_t node, const VisitedSet& visited, uint32_t* ids,
                              float* distances) {
   const uint32_t* list = graph_.Neighbors(node);
-  const uint32_t degree = graph_.Degree(node);
+  const uint32_t degree = graph_.degrees[node];
   const size_t bytes = dims_ * sizeof(float);
   size_t count = 0;
   for (uint32_t i = 0; i < degree; i++) {

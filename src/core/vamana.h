@@ -89,6 +89,22 @@ struct VamanaGraph {
   uint32_t Degree(uint32_t v) const { return degrees[v]; }
 };
 
+// A graph in caller-owned arrays: node v's list is neighbors[v * stride, v * stride +
+// degrees[v]).  The batched build works on these, so that the processes of a parallel build
+// can share them.
+struct GraphArrays {
+  uint32_t* degrees = nullptr;
+  uint32_t* neighbors = nullptr;
+  size_t stride = 0;
+  size_t size = 0;
+  const uint32_t* Neighbors(uint32_t v) const {
+    return neighbors + static_cast<size_t>(v) * stride;
+  }
+};
+
+// The arrays of an in-memory graph.
+GraphArrays ArraysOf(VamanaGraph* graph);
+
 // A set of node ids that empties in O(1): slots are stamped with the current epoch and
 // Clear() moves to the next.  With a dense bound n it is an array of n stamps (ids < n, for
 // the build; a bitset cleared word by word measured slower); without, an open-addressing
@@ -102,6 +118,9 @@ class VisitedSet {
   bool Insert(uint32_t id);
   bool Contains(uint32_t id) const;
   size_t size() const { return count_; }
+  // Hashed: makes room for `ids` ids without growing (a search that knows roughly how many
+  // nodes it will touch skips the rehashes); dense: nothing to do.
+  void Reserve(size_t ids);
 
  private:
   void Grow();
@@ -162,6 +181,8 @@ class GreedySearch {
   // pseudo-random key of (tie_seed, id): the build passes the row it searches for, so that
   // among equal rows each search does not favour the same (lowest) ids.
   void Start(const Candidate* entries, size_t count, size_t list_size, uint32_t tie_seed = 0);
+  // Room for `nodes` visited nodes (VisitedSet::Reserve).
+  void Reserve(size_t nodes) { visited_.Reserve(nodes); }
   // Expands candidates until the list_size closest are expanded (a fixed point).
   void Run(NodeExpander& expander);
   // Grows the list to list_size (no-op if not larger) with the closest candidates pushed
@@ -234,6 +255,20 @@ void RobustPrune(uint32_t p, std::vector<Candidate>* pool, float alpha, const Va
 void InterInsert(uint32_t p, const uint32_t* neighbors, size_t count, float alpha,
                  const VamanaParams& params, GraphStore& store, VamanaScratch* scratch);
 
+// DiskANN's search_for_point_and_prune: GreedySearch from the entry points with list
+// build_list using the expander (distances to p's vector; tie_seed p), then RobustPrune(alpha)
+// of the expanded nodes that are neither p nor deleted together with p's current neighbours,
+// into scratch->neighbors.  Pool distances are asked of the store unless the search's own
+// distances already are the store's (search_distances_are_pair_distances).
+void SearchForPointAndPrune(uint32_t p, const Candidate* entries, size_t entry_count, float alpha,
+                            const VamanaParams& params, NodeExpander& expander, GraphStore& store,
+                            VamanaScratch* scratch, bool search_distances_are_pair_distances);
+
+// One back-edge of InterInsert: adds p to q's list unless it is there; a list with no room
+// left is pruned (RobustPrune with alpha over its entries and p) to graph_degree.
+void AddBackEdge(uint32_t q, uint32_t p, float alpha, const VamanaParams& params, GraphStore& store,
+                 VamanaScratch* scratch);
+
 // FreshDiskANN's insert of stored node p (its vector must already be in the store):
 // GreedySearch from the entry points with list build_list using the expander (distances to
 // p's vector), RobustPrune of the expanded nodes and p's current neighbours (distances
@@ -275,11 +310,75 @@ uint32_t CalculateEntryPoint(const float* data, size_t n, int dims);
 // passes other than 1 or 2, or n >= kNoNode.
 VamanaGraph BuildVamana(const float* data, size_t n, int dims, const VamanaParams& params);
 
+// The batched build: DiskANN's passes (a random start graph of out-degree R, the medoid as
+// entry point, rows in a seeded random order, alpha 1 then alpha) with the rows of each pass
+// inserted a batch at a time, as ParlayANN does: every row of a batch searches the graph as it
+// was before the batch and is pruned (SearchBatch), then the batch's lists are set and their
+// back-edges added (LinkBatch).  Both steps split their work by `part` of `parts`: SearchBatch
+// writes only the batch's own out-arrays, LinkBatch only the lists of the nodes it owns (id mod
+// parts), so participants need no locks between two barriers, and the graph is the same
+// whatever `parts` is.  Lists may grow to BuildSlots(R) = ceil(1.3 R) between prunes;
+// FinishBatchedBuild prunes the longer ones to R.
+struct BatchedBuild {
+  size_t slots;   // list slots per node while building
+  size_t batch;   // rows per batch
+  size_t passes;  // params.passes
+  size_t batches_per_pass;
+  // Batch b of pass `pass`: order[first, first + count), pruned with alpha.
+  size_t First(size_t b) const { return b * batch; }
+};
+
+// The plan of a batched build over n rows.
+BatchedBuild PlanBatchedBuild(size_t n, const VamanaParams& params);
+
+// The start of a batched build: checks the parameters, fills `graph` (size n, stride
+// plan.slots) with the random start graph, `order` (n ids) with the seeded visiting order, and
+// returns the entry point (CalculateEntryPoint, kNoNode for n = 0).
+uint32_t StartBatchedBuild(const float* data, size_t n, int dims, const VamanaParams& params,
+                           const BatchedBuild& plan, GraphArrays* graph, uint32_t* order);
+
+// Step 1 of a batch: for the batch's rows rows[i] (i < count, i mod parts == part), the pruned
+// out-list of graph_degree ids into out[i * R] and its length into out_degrees[i].  Reads the
+// graph only.  scratch: VamanaScratch(plan.slots, n).
+void SearchBatch(const GraphArrays& graph, const float* data, int dims, uint32_t entry_point,
+                 const VamanaParams& params, float alpha, const uint32_t* rows, size_t count,
+                 size_t part, size_t parts, uint32_t* out, uint32_t* out_degrees,
+                 VamanaScratch* scratch);
+
+// Step 2 of a batch: the lists of the batch's rows owned by `part` become their out-lists, then
+// every owned node gets the back-edges of the batch's rows that chose it, in batch order.
+void LinkBatch(const GraphArrays& graph, const float* data, int dims, const VamanaParams& params,
+               float alpha, const uint32_t* rows, size_t count, const uint32_t* out,
+               const uint32_t* out_degrees, size_t part, size_t parts, VamanaScratch* scratch);
+
+// Prunes the owned lists longer than graph_degree to graph_degree (the last step).
+void FinishBatchedBuild(const GraphArrays& graph, const float* data, int dims,
+                        const VamanaParams& params, size_t part, size_t parts,
+                        VamanaScratch* scratch);
+
+// Makes the nodes no path from the entry point reaches reachable, in up to `rounds` rounds:
+// each such node (in id order) gets an edge from the nearest node a search for it from the entry
+// point (list build_list, exact distances) expands that has room in its list, or if none has,
+// from the nearest one, whose last neighbour it replaces.  DiskANN's graphs leave some nodes
+// unreachable (exact duplicates; under inner product, rows that are no other row's best
+// partner: 549 of 2,000 5-d rows), which a search then never returns.  The lists must be at
+// most R long (after FinishBatchedBuild).  Returns how many nodes are still unreachable.
+// scratch: VamanaScratch(graph.stride, graph.size).
+size_t RepairReachability(const GraphArrays& graph, const float* data, int dims,
+                          uint32_t entry_point, const VamanaParams& params, int rounds,
+                          VamanaScratch* scratch);
+
+// The whole batched build in one process, then RepairReachability (kRepairRounds), as a
+// VamanaGraph of stride R (what the glue's steps give with any number of participants).
+constexpr int kRepairRounds = 4;
+VamanaGraph BuildVamanaBatched(const float* data, size_t n, int dims, const VamanaParams& params);
+
 // Exact float distances from a query to the rows of an in-memory graph: the build's expander,
 // and the search of tests and benchmarks.  Prefetches a neighbour's row before it is read.
 class ExactExpander : public NodeExpander {
  public:
   ExactExpander(const VamanaGraph& graph, const float* data, int dims, VamanaMetric metric);
+  ExactExpander(const GraphArrays& graph, const float* data, int dims, VamanaMetric metric);
   void SetQuery(const float* query) { query_ = query; }
   float Distance(uint32_t row) const;
   size_t Expand(uint32_t node, const VisitedSet& visited, uint32_t* ids, float* distances) override;
@@ -287,7 +386,7 @@ class ExactExpander : public NodeExpander {
   uint64_t distance_count() const { return distance_count_; }
 
  private:
-  const VamanaGraph& graph_;
+  GraphArrays graph_;
   const float* data_;
   size_t dims_;
   float (*kernel_)(const float*, const float*, size_t);

@@ -74,11 +74,16 @@ void CostEstimate(PlannerInfo* root, IndexPath* path, double loop_count, Cost* s
           ? Min(1.0, double(QueryKnob(meta)) * meta.fanout / std::max<uint32>(meta.lists, 1))
           : 1.0;
   double tuples = path->indexinfo->tuples;
+  // vamana: a search reads the pages of about 1.2 x its list's nodes (and re-ranks the list).
+  const bool vamana = Variant(meta.variant) == Variant::kVamana;
+  const double list = Max(QueryKnob(meta), g_reorder);
+  if (vamana && meta.trained && tuples > 0 && path->indexinfo->pages > 0)
+    ratio = Min(1.0, 1.2 * list / path->indexinfo->pages);
   costs.numIndexTuples = Max(tuples * ratio, 1.0);
   genericcostestimate(root, path, loop_count, &costs);
   // Codes are scored many per instruction: charge a fraction of a tuple's CPU cost.
   costs.indexTotalCost -= costs.numIndexTuples * cpu_index_tuple_cost * 0.75;
-  double reorder = meta.trained ? std::min<double>(g_reorder, tuples) : tuples;
+  double reorder = meta.trained ? std::min<double>(vamana ? list : g_reorder, tuples) : tuples;
   if (meta.record_bytes > 0)  // re-ranked from records in the index pages: no heap reads
     costs.indexTotalCost += reorder * cpu_operator_cost * meta.dims / 16;
   else

@@ -78,6 +78,8 @@ enum BuildPhase : int64 {
   kPhaseCalibrate,
 };
 
+static_assert(kPhaseWrite < kFirstVariantBuildPhase, "variants number their phases after ours");
+
 constexpr uint64_t kSeed = 0x5ca11ab1e0f5ca1ull;
 constexpr int kPqIterations = 8;
 
@@ -173,6 +175,7 @@ struct BuildState {
   uint64* sample_ids;
   uint32 sample_cap;
   uint32 sample_rows;
+  uint32 sample_kept;  // rows left after DropOutlierRows, at the front of the sample
   double seen;
   Rng* rng;
 
@@ -450,6 +453,8 @@ void ScaleThresholdToNorms(BuildState* bs) {
   pfree(norms);
 }
 
+int32* TrainMeanCentroid(BuildState* bs);
+
 // The partition (the variant's partitioner, on the sample), then the product quantizer on
 // the sample's residuals to the first list each row is filed in.
 void Train(BuildState* bs) {
@@ -458,25 +463,30 @@ void Train(BuildState* bs) {
   const uint32 n = bs->sample_rows;
   if (bs->metric == Metric::kInnerProduct && bs->opts.anisotropic_threshold > 0)
     ScaleThresholdToNorms(bs);
-  PartitionTraining training = {};
-  training.index = bs->index;
-  training.metric = bs->metric;
-  training.dims = dims;
-  training.sample = bs->sample;
-  training.sample_rows = n;
-  training.table_rows = bs->rows;
-  training.lists = bs->opts.lists;
-  training.lists_requested = bs->opts.lists_requested;
-  bs->partitioner->train(&training);
-  bs->opts.lists = training.lists;
-  bs->fanout = training.fanout;
-  bs->centroids = training.centroids;
-  bs->partition = training.partition;
-  bs->partition_bytes = training.partition_bytes;
-  std::memcpy(bs->variant_words, training.variant_words, sizeof(bs->variant_words));
-  int32* assign = static_cast<int32*>(
-      MemoryContextAllocHuge(CurrentMemoryContext, sizeof(int32) * size_t(n) * bs->fanout));
-  bs->partitioner->assign(Model(bs), bs->sample, n, assign);
+  int32* assign;
+  if (bs->partitioner) {
+    PartitionTraining training = {};
+    training.index = bs->index;
+    training.metric = bs->metric;
+    training.dims = dims;
+    training.sample = bs->sample;
+    training.sample_rows = n;
+    training.table_rows = bs->rows;
+    training.lists = bs->opts.lists;
+    training.lists_requested = bs->opts.lists_requested;
+    bs->partitioner->train(&training);
+    bs->opts.lists = training.lists;
+    bs->fanout = training.fanout;
+    bs->centroids = training.centroids;
+    bs->partition = training.partition;
+    bs->partition_bytes = training.partition_bytes;
+    std::memcpy(bs->variant_words, training.variant_words, sizeof(bs->variant_words));
+    assign = static_cast<int32*>(
+        MemoryContextAllocHuge(CurrentMemoryContext, sizeof(int32) * size_t(n) * bs->fanout));
+    bs->partitioner->assign(Model(bs), bs->sample, n, assign);
+  } else {
+    assign = TrainMeanCentroid(bs);
+  }
   PqOptions pq_opts = EncodingOptions(bs->opts.dims_per_subspace, bs->opts.anisotropic_threshold);
   pq_opts.iterations = kPqIterations;
   pq_opts.seed = kSeed;
@@ -497,10 +507,27 @@ void Train(BuildState* bs) {
     bs->pq->Train(residuals.data(), bs->sample, kept);
     // The records' ranges, on the same rows (an outlier would stretch every step).
     if (bs->sq) bs->sq->Train(bs->sample, kept, dims);
+    bs->sample_kept = uint32(kept);
   });
   pfree(assign);
-  pfree(bs->sample);
-  bs->sample = nullptr;
+  if (bs->partitioner) {  // a variant with its own build may use the sample
+    pfree(bs->sample);
+    bs->sample = nullptr;
+  }
+}
+
+// Codes of a variant that is not list-based are residuals to one centroid, the sample's mean;
+// returns every sample row's list (0).
+int32* TrainMeanCentroid(BuildState* bs) {
+  const uint32 n = bs->sample_rows;
+  bs->opts.lists = 1;
+  bs->fanout = 1;
+  bs->centroids = static_cast<float*>(palloc0(sizeof(float) * bs->dims));
+  std::vector<double> sum(size_t(bs->dims), 0.0);
+  for (uint32 i = 0; i < n; i++)
+    for (int j = 0; j < bs->dims; j++) sum[j] += bs->sample[size_t(i) * bs->dims + j];
+  for (int j = 0; j < bs->dims; j++) bs->centroids[j] = float(sum[j] / Max(n, 1u));
+  return static_cast<int32*>(palloc0(sizeof(int32) * Max(n, 1u)));
 }
 
 // Per-row buffers of the encoding pass.
@@ -882,6 +909,67 @@ void InitBuildState(BuildState* bs, Relation heap, Relation index, IndexInfo* in
   bs->report_progress = true;
 }
 
+// The truth pass's chunk of rows, offered to the calibration's neighbours.
+void FlushTruthChunk(BuildState* bs) {
+  if (bs->chunk_rows == 0) return;
+  CppGuard([&] { bs->truth->Add(bs->chunk, bs->chunk_ids, bs->chunk_rows); });
+  bs->chunk_rows = 0;
+  CHECK_FOR_INTERRUPTS();
+}
+
+void TruthCallback(Relation index, ItemPointer tid, Datum* values, bool* isnull, bool alive,
+                   void* arg) {
+  BuildState* bs = static_cast<BuildState*>(arg);
+  if (isnull[0]) return;
+  MemoryContext old = MemoryContextSwitchTo(bs->row_cxt);
+  if (ReadIndexVector(values[0], bs->metric, bs->dims, index, tid,
+                      bs->chunk + size_t(bs->chunk_rows) * bs->dims, nullptr))
+    bs->chunk_ids[bs->chunk_rows++] = TidToId(tid);
+  MemoryContextSwitchTo(old);
+  MemoryContextReset(bs->row_cxt);
+  if (bs->chunk_rows == bs->chunk_cap) FlushTruthChunk(bs);
+}
+
+// The calibration queries' exact neighbours for a variant that reads the rows itself (the
+// list-based variants gather them while encoding): one more pass over the table, in chunks.
+void GatherTruth(BuildState* bs) {
+  pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, kPhaseCalibrate);
+  bs->chunk_cap = uint32(std::max<size_t>(
+      1, std::min<size_t>(kChunkRows, kChunkBytes / (sizeof(float) * size_t(bs->dims)))));
+  bs->chunk = static_cast<float*>(palloc(sizeof(float) * size_t(bs->chunk_cap) * bs->dims));
+  bs->chunk_ids = static_cast<uint64*>(palloc(sizeof(uint64) * bs->chunk_cap));
+  bs->chunk_rows = 0;
+  bs->truth =
+      NewInContext<NeighborTruth>(CurrentMemoryContext, bs->cal_queries, bs->cal_ids, bs->cal_n,
+                                  bs->dims, bs->metric == Metric::kInnerProduct, kCalibrationK);
+  table_index_build_scan(bs->heap, bs->index, bs->index_info, true, false, TruthCallback, bs,
+                         nullptr);
+  FlushTruthChunk(bs);
+}
+
+// The rest of the build of a variant that is not list-based: its own pages after the streams.
+void BuildVariant(BuildState* bs, const VariantOps& ops, ScannMetaPage* meta) {
+  VariantBuild build = {};
+  build.heap = bs->heap;
+  build.index = bs->index;
+  build.index_info = bs->index_info;
+  build.fork = bs->fork;
+  build.metric = bs->metric;
+  build.dims = bs->dims;
+  build.rows = bs->rows;
+  build.trained = bs->trained;
+  build.opts = &bs->opts;
+  build.pq = bs->trained ? bs->pq : nullptr;
+  build.sq = bs->trained ? bs->sq : nullptr;
+  build.centroid = bs->trained ? bs->centroids : nullptr;
+  build.sample = bs->sample;
+  build.sample_rows = bs->trained ? bs->sample_kept : 0;
+  ops.build(&build, meta);
+  bs->sample = nullptr;  // the variant's to free, and freed
+  bs->indexed = build.indexed;
+  if (bs->heap && bs->trained && bs->cal_n > 0) GatherTruth(bs);
+}
+
 void BuildIndex(BuildState* bs) {
   // Block 0 first, filled in last (an initialized page meanwhile, should it be evicted).
   Buffer meta_buf = NewPage(bs->index, bs->fork, PageType::kMeta);
@@ -907,8 +995,10 @@ void BuildIndex(BuildState* bs) {
     bs->code_bytes = 0;
   }
   WriteModel(bs);
-  if (bs->heap && bs->rows > 0) EncodeRows(bs);
+  const VariantOps& ops = VariantOf(bs->opts.variant);
+  if (bs->heap && bs->rows > 0 && ops.build == nullptr) EncodeRows(bs);
   ScannMetaPage meta = WriteIndex(bs);
+  if (ops.build) BuildVariant(bs, ops, &meta);
   EndParallel(bs);  // after the merge has been read back
   WriteMetaPage(bs->index, bs->fork, meta);
   if (bs->truth) Calibrate(bs);
@@ -973,7 +1063,7 @@ char* BuildPhaseName(int64 phase) {
     case kPhaseCalibrate:
       return const_cast<char*>("measuring recall");
     default:
-      return nullptr;
+      return VamanaBuildPhaseName(phase);
   }
 }
 

@@ -43,13 +43,15 @@ constexpr double kSaturated = 0.999;
 constexpr double kPlateauFrom = 0.95;
 constexpr double kPlateauGain = 0.005;
 
-// The knob values to measure, into knobs[kCalibrationPoints]: from 1 up to `limit` in
+// The knob values to measure, into knobs[kCalibrationPoints]: from `lowest` up to `limit` in
 // roughly geometric steps; returns how many.
-int Ladder(uint32 limit, uint32* knobs) {
+int Ladder(uint32 lowest, uint32 limit, uint32* knobs) {
+  lowest = Max(lowest, 1u);
+  limit = Max(limit, lowest);
   const double ratio =
-      std::max(1.25, std::pow(double(Max(limit, 1u)), 1.0 / (kCalibrationPoints - 1)));
+      std::max(1.25, std::pow(double(limit) / lowest, 1.0 / (kCalibrationPoints - 1)));
   int n = 0;
-  for (double v = 1.0; n < kCalibrationPoints;) {
+  for (double v = lowest; n < kCalibrationPoints;) {
     const uint32 k = Min(limit, uint32(std::lround(v)));
     if (n == 0 || k > knobs[n - 1]) knobs[n++] = k;
     if (k >= limit) break;
@@ -58,13 +60,13 @@ int Ladder(uint32 limit, uint32* knobs) {
   return n;
 }
 
-// Recall of one knob value: every query's first batch against its neighbours.
+// Recall of one knob value: every query's first batch (all of which the scan re-ranks) against
+// its neighbours.
 double RecallAt(Relation index, const ScannMetaPage& meta, const float* queries, int nq,
                 const NeighborTruth& truth, uint32 knob, MemoryContext cxt) {
   const CandidateSource* source = VariantOf(meta).scan;
   double sum = 0;
   const uint32 batch = uint32(Max(g_reorder, 1));
-  uint64* ids = static_cast<uint64*>(palloc(sizeof(uint64) * batch));
   for (int q = 0; q < nq; q++) {
     MemoryContext old = MemoryContextSwitchTo(cxt);
     ScanContext sc = {};
@@ -76,19 +78,22 @@ double RecallAt(Relation index, const ScannMetaPage& meta, const float* queries,
     sc.knob = int(knob);
     sc.probe_limit = knob;
     sc.batch = batch;
+    sc.hidden_id = truth.query_id(q) == kNoQueryRow ? 0 : truth.query_id(q);
     sc.scan_cxt = cxt;
     sc.topk = NewInContext<KeyTopK>(cxt);
     void* state = source->begin(&sc);
     double scale;
     size_t n = 0;
-    if (source->next_batch(&sc, state, &scale))
-      for (; n < Min(size_t(batch), sc.topk->size()); n++) ids[n] = (*sc.topk)[n].id;
+    uint64* ids = nullptr;
+    if (source->next_batch(&sc, state, &scale)) {
+      ids = static_cast<uint64*>(palloc(sizeof(uint64) * Max(sc.topk->size(), size_t(1))));
+      for (; n < sc.topk->size(); n++) ids[n] = (*sc.topk)[n].id;
+    }
     MemoryContextSwitchTo(old);
-    MemoryContextReset(cxt);
     sum += CppGuard([&] { return truth.Recall(q, ids, n); });
+    MemoryContextReset(cxt);
     CHECK_FOR_INTERRUPTS();
   }
-  pfree(ids);
   return sum / nq;
 }
 
@@ -110,7 +115,9 @@ ScannCalibration MeasureCalibration(Relation index, const float* queries, int nq
   MemoryContext cxt =
       AllocSetContextCreate(CurrentMemoryContext, "scann calibration", ALLOCSET_DEFAULT_SIZES);
   uint32 knobs[kCalibrationPoints];
-  const int steps = Ladder(Max(meta.lists, 1u), knobs);
+  uint32 lowest, highest;
+  VariantOf(meta).knob->ladder(meta, &lowest, &highest);
+  const int steps = Ladder(lowest, highest, knobs);
   for (int i = 0; i < steps; i++) {
     const double recall = RecallAt(index, meta, queries, nq, truth, knobs[i], cxt);
     const bool plateau = c.points > 0 && recall >= kPlateauFrom &&

@@ -2,6 +2,7 @@
 // when it needs a REINDEX (built untrained, grown far past its build, lists lopsided).
 #include "pg/scann_index.h"
 #include "pg/scann_list.h"
+#include "pg/scann_vamana.h"
 #include "pg/scann_variant.h"
 
 extern "C" {
@@ -44,9 +45,11 @@ const char* MetricName(uint16 metric) {
 
 // The types of scann_index_info's columns, in order, as sql/pg_scann--*.sql declares them.
 constexpr Oid kInfoColumnTypes[] = {
-    BOOLOID, TEXTOID,      TEXTOID,        INT4OID,        INT4OID, INT4OID, INT4OID, INT4OID,
-    INT4OID, FLOAT8OID,    INT8OID,        INT8OID,        INT8OID, INT8OID, INT8OID, INT8OID,
-    TEXTOID, INT4ARRAYOID, FLOAT4ARRAYOID, TIMESTAMPTZOID, BOOLOID, TEXTOID};
+    BOOLOID, TEXTOID, TEXTOID, INT4OID, INT4OID, INT4OID, INT4OID, INT4OID, INT4OID, FLOAT8OID,
+    INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID, INT4ARRAYOID, FLOAT4ARRAYOID,
+    TIMESTAMPTZOID, BOOLOID, TEXTOID,
+    // vamana's graph
+    INT4OID, INT8OID, INT8OID, INT4OID, FLOAT8OID, INT4OID, INT8OID, INT8OID};
 constexpr int kInfoColumns = int(sizeof(kInfoColumnTypes) / sizeof(kInfoColumnTypes[0]));
 
 // Errors when the function's SQL definition in this database is not the one this library
@@ -69,6 +72,61 @@ void CheckInfoColumns(TupleDesc desc) {
                      "again).")));
 }
 
+// The columns every variant fills: the options frozen at build, the slots (a vamana graph's
+// live and deleted nodes, and its free ones), the pages, the re-ranking and the calibration.
+void FillCommonColumns(const ScannMetaPage& meta, int64 entries, int64 free_slots, int64 pages,
+                       Datum* values, bool* nulls) {
+  values[0] = BoolGetDatum(meta.trained != 0);
+  values[1] = CStringGetTextDatum(VariantOf(meta).name);
+  values[2] = CStringGetTextDatum(MetricName(meta.metric));
+  values[3] = Int32GetDatum(int32(meta.dims));
+  values[7] = Int32GetDatum(int32(meta.dims_per_subspace));
+  values[8] = Int32GetDatum(int32(meta.sample_rows));
+  values[9] = Float8GetDatum(meta.build_rows);
+  values[10] = Int64GetDatum(entries);
+  values[11] = Int64GetDatum(free_slots);
+  values[15] = Int64GetDatum(pages);
+  values[16] = CStringGetTextDatum(Rerank(meta.rerank) == Rerank::kSq8 ? "sq8" : "heap");
+  const ScannCalibration& c = meta.calibration;
+  if (c.points == 0) {
+    nulls[17] = nulls[18] = nulls[19] = nulls[20] = nulls[21] = true;
+    return;
+  }
+  Datum knobs[kCalibrationPoints], recalls[kCalibrationPoints];
+  for (int i = 0; i < c.points; i++) {
+    knobs[i] = Int32GetDatum(int32(c.knob[i]));
+    recalls[i] = Float4GetDatum(c.recall[i]);
+  }
+  values[17] = PointerGetDatum(construct_array(knobs, c.points, INT4OID, 4, true, TYPALIGN_INT));
+  values[18] =
+      PointerGetDatum(construct_array(recalls, c.points, FLOAT4OID, 4, true, TYPALIGN_INT));
+  values[19] = TimestampTzGetDatum(c.measured_at);
+  // Stale once the rows filed since have grown the index by a quarter.
+  values[20] = BoolGetDatum(double(entries) / Max(meta.fanout, 1u) > kStaleGrowth * c.rows);
+  values[21] = CStringGetTextDatum(
+      CalibrationSource(c.source) == CalibrationSource::kSupplied ? "queries" : "rows");
+}
+
+// The row of a vamana index: its graph's nodes in the slot columns (live nodes and those of
+// deleted rows as entries, free nodes as free slots), the graph's own columns, no lists.
+Datum VamanaInfoRow(TupleDesc desc, const ScannMetaPage& meta, const VamanaGraphStats& st,
+                    int64 pages) {
+  Datum values[kInfoColumns];
+  bool nulls[kInfoColumns] = {};
+  FillCommonColumns(meta, st.live + st.deleted, st.free, pages, values, nulls);
+  nulls[4] = nulls[5] = nulls[6] = nulls[12] = nulls[13] = nulls[14] = true;
+  values[22] = Int32GetDatum(int32(meta.variant_words[kVamanaGraphDegree]));
+  values[23] = Int64GetDatum(st.entry_point);
+  nulls[23] = st.entry_point < 0;
+  values[24] = Int64GetDatum(st.deleted);
+  values[25] = Int32GetDatum(int32(st.min_degree));
+  values[26] = Float8GetDatum(st.mean_degree);
+  values[27] = Int32GetDatum(int32(st.max_degree));
+  values[28] = Int64GetDatum(st.bad_edges);
+  values[29] = Int64GetDatum(st.unreachable);
+  return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+}
+
 }  // namespace
 
 }  // namespace scann::pg
@@ -79,8 +137,8 @@ PG_FUNCTION_INFO_V1(scann_index_info);
 
 // One row: the variant and the options frozen at build (annoy's trees and leaf size, null for
 // IVF and for an untrained index, which has no forest), per-list counts of the slots on the
-// pages (for annoy, a row fills a slot in one leaf of every tree), the re-ranking and the
-// recall calibration.
+// pages (for annoy, a row fills a slot in one leaf of every tree; for vamana, its graph
+// instead), the re-ranking and the recall calibration.
 Datum scann_index_info(PG_FUNCTION_ARGS) {
   using namespace scann::pg;
   TupleDesc desc;
@@ -89,6 +147,12 @@ Datum scann_index_info(PG_FUNCTION_ARGS) {
   CheckInfoColumns(desc);
   Relation index = OpenScannIndex(PG_GETARG_OID(0), AccessShareLock, "scann_index_info");
   const ScannMetaPage meta = ReadMetaPage(index);
+  if (Variant(meta.variant) == Variant::kVamana) {
+    const VamanaGraphStats st = VamanaGraphInfo(index, meta);
+    const int64 pages = RelationGetNumberOfBlocks(index);
+    relation_close(index, AccessShareLock);
+    PG_RETURN_DATUM(VamanaInfoRow(desc, meta, st, pages));
+  }
   int64* in_list = static_cast<int64*>(palloc0(sizeof(int64) * meta.lists));
   int64 free_slots = 0;
   ForEachListPage(index, meta, BUFFER_LOCK_SHARE, [&](uint32 list, Buffer, Page page) {
@@ -113,43 +177,16 @@ Datum scann_index_info(PG_FUNCTION_ARGS) {
   const bool forest = meta.variant == uint16(Variant::kAnnoy) && meta.trained;
   Datum values[kInfoColumns];
   bool nulls[kInfoColumns] = {};
-  values[0] = BoolGetDatum(meta.trained != 0);
-  values[1] = CStringGetTextDatum(VariantOf(meta).name);
-  values[2] = CStringGetTextDatum(MetricName(meta.metric));
-  values[3] = Int32GetDatum(int32(meta.dims));
+  FillCommonColumns(meta, entries, free_slots, pages, values, nulls);
   values[4] = Int32GetDatum(int32(meta.lists));
   values[5] = Int32GetDatum(int32(meta.variant_words[kAnnoyWordTrees]));
   nulls[5] = !forest;
   values[6] = Int32GetDatum(int32(meta.variant_words[kAnnoyWordLeafSize]));
   nulls[6] = !forest;
-  values[7] = Int32GetDatum(int32(meta.dims_per_subspace));
-  values[8] = Int32GetDatum(int32(meta.sample_rows));
-  values[9] = Float8GetDatum(meta.build_rows);
-  values[10] = Int64GetDatum(entries);
-  values[11] = Int64GetDatum(free_slots);
   values[12] = Int64GetDatum(smallest);
   values[13] = Int64GetDatum(largest);
   values[14] = Int64GetDatum(empty);
-  values[15] = Int64GetDatum(pages);
-  values[16] = CStringGetTextDatum(Rerank(meta.rerank) == Rerank::kSq8 ? "sq8" : "heap");
-  const ScannCalibration& c = meta.calibration;
-  if (c.points == 0) {
-    nulls[17] = nulls[18] = nulls[19] = nulls[20] = nulls[21] = true;
-  } else {
-    Datum knobs[kCalibrationPoints], recalls[kCalibrationPoints];
-    for (int i = 0; i < c.points; i++) {
-      knobs[i] = Int32GetDatum(int32(c.knob[i]));
-      recalls[i] = Float4GetDatum(c.recall[i]);
-    }
-    values[17] = PointerGetDatum(construct_array(knobs, c.points, INT4OID, 4, true, TYPALIGN_INT));
-    values[18] =
-        PointerGetDatum(construct_array(recalls, c.points, FLOAT4OID, 4, true, TYPALIGN_INT));
-    values[19] = TimestampTzGetDatum(c.measured_at);
-    // Stale once the rows filed since have grown the index by a quarter.
-    values[20] = BoolGetDatum(double(entries) / Max(meta.fanout, 1u) > kStaleGrowth * c.rows);
-    values[21] = CStringGetTextDatum(
-        CalibrationSource(c.source) == CalibrationSource::kSupplied ? "queries" : "rows");
-  }
+  for (int i = 22; i < kInfoColumns; i++) nulls[i] = true;
   PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
 

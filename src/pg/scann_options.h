@@ -21,16 +21,22 @@ struct ScannRelOptions {
   int rerank_offset;             // string option "rerank"; 0 when not set
   int trees;                     // annoy: trees in the forest; -1: not set
   int leaf_size;                 // annoy: table rows per leaf; 0: chosen at build; -1: not set
+  // vamana's options; -1 when not set (dims_per_subspace too: its default depends on the
+  // variant).
+  int graph_degree;
+  int build_list;
+  double alpha;
 };
 
 // GUCs.
-extern int g_nprobe;              // scann.nprobe: -1 = from the index's calibration
-extern double g_target_recall;    // scann.target_recall
+extern int g_nprobe;            // scann.nprobe: -1 = from the index's calibration
+extern double g_target_recall;  // scann.target_recall
 inline constexpr double kDefaultTargetRecall = 0.95;
 // scann.nprobe when an index has no calibration (built untrained, or by an older release).
 inline constexpr int kDefaultNprobe = 10;
-extern int g_reorder;     // scann.reorder
-extern int g_max_probes;  // scann.max_probes: -1 = all lists
+extern int g_reorder;      // scann.reorder
+extern int g_max_probes;   // scann.max_probes: -1 = all lists
+extern int g_search_list;  // scann.search_list: vamana's beam; -1 = from the calibration
 
 // Where the developer-only GUC scann.inject_fault makes an insert fail, for the tests of
 // what a failure or crash there leaves behind (PostgreSQL 15 has no injection points):
@@ -75,10 +81,22 @@ struct BuildOptions {
   float anisotropic_threshold;
   Variant variant;
   Rerank rerank;
+  // vamana (scann_vamana.h)
+  uint32 graph_degree;
+  uint32 build_list;
+  float alpha;
 };
 
-// The query knob a scan of an index uses: scann.nprobe when set, else the smallest value whose
-// calibrated recall reaches scann.target_recall (the largest measured when none does).
+// vamana's defaults (README: measured on GloVe-100 and Fashion-MNIST).
+inline constexpr uint32 kDefaultGraphDegree = 32;
+inline constexpr uint32 kDefaultBuildList = 50;
+inline constexpr float kDefaultAlpha = 1.2f;
+// scann.search_list when an index has no calibration.
+inline constexpr int kDefaultSearchList = 100;
+
+// The query knob a scan of an index uses: its variant's knob GUC (scann.nprobe, or
+// scann.search_list for vamana) when set, else the smallest value whose calibrated recall
+// reaches scann.target_recall (the largest measured when none does).
 int QueryKnob(const ScannMetaPage& meta);
 
 // The variant an index is built as (its `variant` option).
@@ -91,6 +109,10 @@ Rerank ResolveRerank(Relation index, int dims);
 
 // Resolves options for a build over an estimated `rows` rows of `dims` dimensions.
 BuildOptions ResolveBuildOptions(Relation index, Metric metric, double rows, int dims);
+
+// vamana's graph_degree, build_list and alpha as the index's options give them (defaults for
+// those not set).
+void ResolveVamanaOptions(Relation index, BuildOptions* out);
 
 // The metric of an index: what its operator class's support function 1 names.
 Metric IndexMetric(Relation index);

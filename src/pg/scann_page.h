@@ -89,7 +89,8 @@ inline constexpr uint32 kScannMagic = 0x5CA770AB;
 // fails with "REINDEX the index" instead of being misread.  2: 12-byte directory entries.
 // 3: the variant's structure stream, fan-out and options in the metapage.  4: re-ranking
 // records (block locators, kRecords pages, the sq8 stream).  5: the recall calibration.
-inline constexpr uint32 kScannFormatVersion = 5;
+// 6: vamana node pages.
+inline constexpr uint32 kScannFormatVersion = 6;
 inline constexpr uint16 kScannPageId = 0xFF85;  // last two bytes of every page, for tools
 
 inline constexpr BlockNumber kMetaBlock = 0;
@@ -103,7 +104,8 @@ enum class PageType : uint16 {
   kList = 4,
   kListContinuation = 5,
   kFree = 6,
-  kRecords = 7
+  kRecords = 7,
+  kVamanaNodes = 8
 };
 
 enum class Metric : uint16 { kL2 = 1, kInnerProduct = 2, kCosine = 3 };
@@ -314,6 +316,153 @@ inline char* PagePayload(Page page) { return PageGetContents(page); }
 
 inline ScannMetaPage* MetaPageData(Page page) {
   return reinterpret_cast<ScannMetaPage*>(PagePayload(page));
+}
+
+// ---- The vamana variant ---------------------------------------------------------------------
+//
+// A vamana index is a DiskANN graph (src/core/vamana.h) whose nodes live on kVamanaNodes pages,
+// after the metapage and the streams (one centroid, the mean of the sample, which the codes are
+// residuals to; the codebooks; the sq8 parameters; a one-entry list directory nothing uses).
+// Every page from the metapage's first node block on is a node page, or a page an insert
+// extended the index by and crashed before initializing (all zero; VACUUM records it in the
+// free space map and inserts reuse it).
+//
+// Node pages hold nodes_per_page nodes of node_bytes bytes each from the payload's start; a page
+// is created with all its nodes free (pd_lower covers them all).  Node id = block *
+// nodes_per_page + slot, so an id names its page without a lookup.  One node:
+//
+//   VamanaNodeHeader   the row's heap TID (invalid for a free node), its state, its out-degree
+//   ids                graph_degree uint32 node ids of its out-neighbours (degree in use)
+//   own code           its own 4-bit PQ code, two subspaces a byte (low nibble first)
+//   neighbour codes    ceil(graph_degree / 32) FastScan blocks (src/core/fastscan.h) holding
+//                      the codes of its out-neighbours, neighbour i in slot i
+//   record             with rerank = 'sq8', its re-ranking record (as on kRecords pages); a
+//                      candidate's record address points here
+//
+// so expanding a node during a search is one page read and one FastScan call over the codes of
+// all its neighbours.  The neighbour codes repeat, in each in-neighbour, the code the
+// neighbour keeps as its own code; a node's block is rewritten with its list.
+//
+// The metapage's variant_words hold the options as built (VamanaWord) and two words that
+// change: the entry point (the node every search starts from, kNoEntry when the graph has no
+// node) and the insert hint (no free node lies on a node page before it), both updated in
+// place with GenericXLog under the metapage's exclusive lock.
+//
+// Node states.  kLive: a row.  kDeleted: its row is dead to every snapshot (VACUUM's first
+// step); searches still walk through it but never return it, and no new edge points to it.
+// kFree: no row, no edges; an insert may take it.  An all-zero node is free.
+//
+// Locking protocol (buffer locks; WAL through GenericXLog):
+//  * A lock on the metapage is never held while another page is locked.  Scans and inserts
+//    read the entry point under its share lock.
+//  * Scans lock one node page at a time in share mode, copy (or score) what they need and
+//    release it; they never hold two page locks.  A list may name a node that has been freed,
+//    or reused by a row inserted since the scan's snapshot: the scan expands what it finds,
+//    and a reused node's new row is invisible to the scan (its insert followed the scan's
+//    read of the list, so it committed after the scan's snapshot was taken).
+//  * An insert first takes a free node (exclusive lock on its page: TID, state, own code and
+//    record in one WAL record; a new page is written whole in that record, so an insert never
+//    leaves an initialized page that nothing reaches), then searches the graph like a scan
+//    (share locks, one page at a time) and writes its own list and block (exclusive lock on
+//    its page), then adds its back-edges one neighbour at a time: exclusive lock on the
+//    neighbour's page, its list and block read, the new node appended (or the list pruned
+//    with distances from the codes on that page alone), written, released.  It never holds
+//    two page locks.  Its search reads a node's state under the share lock and never links
+//    to a kDeleted node.
+//  * Inserts hold a share lock on the heavyweight page lock of the metapage (LockPage) for
+//    their whole graph work.  VACUUM marks dead nodes kDeleted, then takes that lock in
+//    exclusive mode and releases it at once: every insert that may have linked to a node
+//    before it was marked has finished, and every later insert sees the mark.  Only then does
+//    it repair the lists that point to deleted nodes (read without locks, written under the
+//    node's exclusive lock, merged with what a concurrent insert appended meanwhile), replace
+//    the entry point if it was deleted, and free the deleted nodes.
+//  * A crash between an insert's records leaves a live node that some lists do not reach
+//    yet; a scan that keeps going sweeps every node page at the end, so no row is lost.
+inline constexpr uint32 kMaxGraphDegree = 64;
+inline constexpr uint32 kNoEntry = UINT32_MAX;
+
+enum class VamanaNodeState : uint8 { kFree = 0, kLive = 1, kDeleted = 2 };
+
+struct VamanaNodeHeader {
+  ItemPointerData tid;
+  uint8 state;   // VamanaNodeState
+  uint8 degree;  // out-neighbours in use
+};
+static_assert(sizeof(VamanaNodeHeader) == 8, "vamana node header layout is part of the format");
+
+// What a vamana metapage keeps in variant_words.
+enum VamanaWord : uint32 {
+  kVamanaGraphDegree = 0,  // R
+  kVamanaBuildList,        // L
+  kVamanaAlphaBits,        // alpha, as float bits
+  kVamanaPasses,
+  kVamanaNodeBytes,
+  kVamanaNodesPerPage,
+  kVamanaFirstNodeBlock,
+  kVamanaEntryPoint,  // changes: a node id, or kNoEntry
+  kVamanaInsertHint,  // changes: a block
+  kVamanaShards,      // k-means shards of the build (1: built in memory)
+};
+
+// Where the parts of a node lie, from the metapage's options.
+struct VamanaNodeLayout {
+  uint32 degree_bound;  // R
+  uint32 blocks;        // FastScan blocks of neighbour codes
+  uint32 subspaces;     // m (0: untrained, no codes)
+  uint32 pairs;         // code units of one block
+  uint32 own_code_bytes;
+  uint32 ids_offset;
+  uint32 own_code_offset;
+  uint32 codes_offset;
+  uint32 record_offset;
+  uint32 record_bytes;
+  uint32 node_bytes;
+  uint32 nodes_per_page;
+};
+
+inline constexpr VamanaNodeLayout MakeVamanaLayout(uint32 degree, uint32 subspaces,
+                                                   uint32 record_bytes) {
+  VamanaNodeLayout l = {};
+  l.degree_bound = degree;
+  l.blocks = subspaces > 0 ? (degree + 31) / 32 : 0;
+  l.subspaces = subspaces;
+  l.pairs = (subspaces + 1) / 2;
+  l.own_code_bytes = (subspaces + 1) / 2;
+  l.ids_offset = sizeof(VamanaNodeHeader);
+  l.own_code_offset = l.ids_offset + 4 * degree;
+  l.codes_offset = l.own_code_offset + l.own_code_bytes;
+  l.record_offset = l.codes_offset + l.blocks * l.pairs * kUnitBytes;
+  l.record_bytes = record_bytes;
+  l.node_bytes = (l.record_offset + record_bytes + 7) / 8 * 8;
+  l.nodes_per_page = l.node_bytes <= kPagePayload ? uint32(kPagePayload / l.node_bytes) : 0;
+  return l;
+}
+static_assert(MakeVamanaLayout(32, 50, 0).node_bytes == 968, "GloVe-100, 2 dims a subspace");
+static_assert(MakeVamanaLayout(kMaxGraphDegree, 0, 0).nodes_per_page >= 1,
+              "an untrained node (TID and list) fits a page");
+static_assert(MakeVamanaLayout(32, 1, RecordBytes(kMaxRecordDims)).nodes_per_page == 0,
+              "a node with the widest record does not fit: rerank = 'sq8' is refused then");
+
+inline VamanaNodeLayout VamanaLayoutOf(const ScannMetaPage& meta) {
+  return MakeVamanaLayout(meta.variant_words[kVamanaGraphDegree], meta.subspaces,
+                          meta.record_bytes);
+}
+
+// A node's page and slot, and its bytes in a page.
+inline BlockNumber VamanaNodeBlock(const VamanaNodeLayout& l, uint32 id) {
+  return id / l.nodes_per_page;
+}
+inline uint32 VamanaNodeSlot(const VamanaNodeLayout& l, uint32 id) { return id % l.nodes_per_page; }
+inline uint8_t* VamanaNode(const VamanaNodeLayout& l, Page page, uint32 slot) {
+  return reinterpret_cast<uint8_t*>(PagePayload(page)) + size_t(slot) * l.node_bytes;
+}
+inline VamanaNodeHeader* VamanaHeader(uint8_t* node) {
+  return reinterpret_cast<VamanaNodeHeader*>(node);
+}
+inline uint32 VamanaNeighbor(const VamanaNodeLayout& l, const uint8_t* node, uint32 i) {
+  uint32 id;
+  std::memcpy(&id, node + l.ids_offset + 4 * i, sizeof(id));
+  return id;
 }
 
 }  // namespace scann::pg

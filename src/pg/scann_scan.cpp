@@ -435,9 +435,10 @@ void StartScan(ScanState* so) {
   ScanContext* sc = &so->sc;
   const ScannMetaPage& meta = sc->meta;
   sc->knob = QueryKnob(meta);
-  if (g_nprobe < 0 && meta.calibration.points > 0)
-    ereport(DEBUG1, (errmsg_internal("scann index \"%s\": nprobe %d for target recall %.3f",
-                                     RelationGetRelationName(sc->index), sc->knob,
+  const QueryKnobSpec& knob = *VariantOf(meta).knob;
+  if (*knob.setting < 0 && meta.calibration.points > 0)
+    ereport(DEBUG1, (errmsg_internal("scann index \"%s\": %s %d for target recall %.3f",
+                                     RelationGetRelationName(sc->index), knob.name, sc->knob,
                                      g_target_recall)));
   so->reorder = g_reorder;
   sc->probe_limit = g_max_probes < 0 ? UINT32_MAX : Max(uint32(g_max_probes), uint32(sc->knob));

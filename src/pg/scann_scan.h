@@ -34,12 +34,17 @@ struct ScanContext {
   Relation index;
   Metric metric;
   int dims;
-  const float* query_pq;   // the query as the codes see it (normalized for cosine)
+  const float* query_pq;  // the query as the codes see it (normalized for cosine)
   // The variant's query knob (scann.nprobe for the list variants: partitions searched per
-  // round), as set or as the index's calibration chooses it for scann.target_recall.
+  // round; scann.search_list for vamana: the beam search's list size), as set or as the
+  // index's calibration chooses it for scann.target_recall.
   int knob;
-  uint32 probe_limit;      // partitions a scan may search in all (scann.max_probes)
-  uint32 batch;            // candidates in a round's first batch (scann.reorder, or 100)
+  uint32 probe_limit;  // partitions a scan may search in all (scann.max_probes)
+  uint32 batch;        // candidates in a round's first batch (scann.reorder, or 100)
+  // The calibration's query row, which a graph search must not walk through (its out-edges
+  // lead straight to its neighbours, which a query from outside the index does not have);
+  // 0 (no TID) otherwise.
+  uint64 hidden_id;
   MemoryContext scan_cxt;  // the source's memory; reset by every rescan
   KeyTopK* topk;           // the collector each batch is left in
 };

@@ -6,10 +6,18 @@ namespace scann::pg {
 
 namespace {
 
-const VariantOps kIvf = {"ivf",        &kIvfPartitioner, ListInsert,
-                         &kListSource, ListBulkDelete,   ListCleanup};
-const VariantOps kAnnoy = {"annoy",      &kAnnoyPartitioner, ListInsert,
-                           &kListSource, ListBulkDelete,     ListCleanup};
+// A list-based variant's knob, nprobe, is worth measuring from one list to all of them.
+void ListLadder(const ScannMetaPage& meta, uint32* lowest, uint32* highest) {
+  *lowest = 1;
+  *highest = Max(meta.lists, 1u);
+}
+
+const QueryKnobSpec kNprobe = {"nprobe", &g_nprobe, kDefaultNprobe, ListLadder};
+
+const VariantOps kIvf = {"ivf",        &kIvfPartitioner, nullptr,     ListInsert,
+                         &kListSource, ListBulkDelete,   ListCleanup, &kNprobe};
+const VariantOps kAnnoy = {"annoy",      &kAnnoyPartitioner, nullptr,     ListInsert,
+                           &kListSource, ListBulkDelete,     ListCleanup, &kNprobe};
 
 }  // namespace
 
@@ -20,7 +28,7 @@ const VariantOps& VariantOf(Variant variant) {
     case Variant::kAnnoy:
       return kAnnoy;
     case Variant::kVamana:
-      break;
+      return kVamanaOps;
   }
   ereport(ERROR, (errcode(ERRCODE_INDEX_CORRUPTED),
                   errmsg("scann index of unknown variant %d", int(variant)),

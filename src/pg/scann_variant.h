@@ -18,12 +18,17 @@
 // scann_options.cpp, and one case in VariantOf() (scann_variant.cpp).
 #pragma once
 
+#include "core/pq.h"
+#include "core/sq8.h"
 #include "pg/pg_headers.h"
+#include "pg/scann_options.h"
 #include "pg/scann_page.h"
 #include "pg/scann_scan.h"
 
 extern "C" {
 #include "access/genam.h"
+#include "common/relpath.h"
+#include "nodes/execnodes.h"
 #include "utils/relcache.h"
 }
 
@@ -80,10 +85,46 @@ struct ListPartitioner {
   uint32 (*rank_next)(ScanContext* sc, void* state, uint32 count, int32* out);
 };
 
+// What CREATE INDEX hands a variant that is not list-based, once the shared steps are done:
+// the rows counted and sampled, the quantizers trained on the sample (codes are residuals to
+// one centroid, the sample's mean) and the streams and the metapage's shared fields written.
+struct VariantBuild {
+  Relation heap;
+  Relation index;
+  IndexInfo* index_info;
+  ForkNumber fork;
+  Metric metric;
+  int dims;
+  double rows;  // rows with a value, as the counting pass saw them
+  bool trained;
+  const BuildOptions* opts;
+  const ProductQuantizer* pq;  // null when untrained
+  const ScalarQuantizer* sq;   // null without re-ranking records
+  const float* centroid;       // the codes' centroid (dims floats); null when untrained
+  float* sample;  // the training sample (sample_rows x dims, as the codes see rows): the
+                  // variant's to use and free
+  uint32 sample_rows;
+  // Out: rows indexed.
+  double indexed;
+};
+
+// A variant's query knob: the GUC a scan reads it from and the values the recall calibration
+// measures it at.
+struct QueryKnobSpec {
+  const char* name;    // the GUC without "scann.": nprobe, search_list
+  const int* setting;  // the GUC's value; -1 lets the index's calibration choose
+  int uncalibrated;    // the value an index without calibration uses
+  // The lowest and highest values worth measuring for the index.
+  void (*ladder)(const ScannMetaPage& meta, uint32* lowest, uint32* highest);
+};
+
 struct VariantOps {
   const char* name;
   // The list-based variants' partitioner (null for others).
   const ListPartitioner* partitioner;
+  // CREATE INDEX of a variant that is not list-based: indexes every row, writes its pages after
+  // the streams and fills the metapage's variant fields (null for the list-based variants).
+  void (*build)(VariantBuild* build, ScannMetaPage* meta);
   // aminsert of one row, already validated (normalized for cosine): files it in the index.
   void (*insert)(Relation index, const float* vec, ItemPointer tid);
   // The scan's candidate source.
@@ -92,6 +133,8 @@ struct VariantOps {
   IndexBulkDeleteResult* (*bulk_delete)(IndexVacuumInfo* info, IndexBulkDeleteResult* stats,
                                         IndexBulkDeleteCallback callback, void* callback_state);
   IndexBulkDeleteResult* (*cleanup)(IndexVacuumInfo* info, IndexBulkDeleteResult* stats);
+  // The query knob (scann.nprobe for the list-based variants).
+  const QueryKnobSpec* knob;
 };
 
 // The operations of an index's variant (errors for a variant this build does not know).
@@ -122,5 +165,8 @@ enum AnnoyWord { kAnnoyWordTrees = 0, kAnnoyWordLeafSize = 1, kAnnoyWordSampleRo
 // Registers the invalidation callback of the annoy partitioner's per-backend forest cache
 // (from _PG_init).
 void InitAnnoyCache();
+
+// The vamana variant's operations (scann_vamana*.cpp).
+extern const VariantOps kVamanaOps;
 
 }  // namespace scann::pg

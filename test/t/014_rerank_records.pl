@@ -98,8 +98,9 @@ $blocks = index_blocks();
 my $log_offset = -s $node->logfile;
 $node->psql('postgres',
 	"SET scann.inject_fault = 'panic_before_link'; INSERT INTO items SELECT * FROM later WHERE id BETWEEN 1631 AND 1700");
-my $first_failed = $node->safe_psql('postgres', 'SELECT min(id) FROM later WHERE id >= 1631 AND id NOT IN (SELECT id FROM items)');
+# Wait for crash recovery before the next query (a connection in between is refused).
 $node->wait_for_log(qr/database system is ready to accept connections/, $log_offset);
+my $first_failed = $node->safe_psql('postgres', 'SELECT min(id) FROM later WHERE id >= 1631 AND id NOT IN (SELECT id FROM items)');
 my $orphans = index_blocks() - $blocks;
 cmp_ok($orphans, '>=', 1, "the crash left $orphans page(s) after recovery");
 is(vacuum_reusable(), $orphans, 'VACUUM reports them as reusable');
