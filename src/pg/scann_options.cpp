@@ -190,8 +190,7 @@ void InitOptions() {
   add_int_reloption(g_relopt_kind, "lists",
                     "Number of IVF lists (k-means partitions); 0 chooses about sqrt(rows)", -1, 0,
                     int(kMaxLists), AccessExclusiveLock);
-  // Not set (-1): 2 (IVF: 4 for rows of 512+ dimensions re-ranked from records), and for vamana 4
-  // below 256 dimensions and 8 from there on.
+  // Not set (-1): 2, and for vamana 4 below 256 dimensions and 8 from there on.
   add_int_reloption(g_relopt_kind, "dims_per_subspace",
                     "Dimensions encoded by each 4-bit product-quantization subspace", -1, 1,
                     kMaxDimsPerSubspace, AccessExclusiveLock);
@@ -313,20 +312,13 @@ Rerank ResolveRerank(Relation index, int dims) {
   return Rerank::kHeap;  // narrow rows, or records too wide for a page: from the table
 }
 
-// Rows at least this wide get coarser default codes when re-ranked from records.
-constexpr int kWideRecordDims = 512;
-
-// The codes' default width.  IVF re-ranking wide rows from records leaves the final
-// order to the records, so its codes need only find candidates: on Fashion-MNIST (784-d) 4
-// dimensions a subspace gave the recall of 2 in 2/3 of the time and 89% of the size, while on
-// GloVe's 100-d rows it cost recall (README, "Tuning").  A vamana node keeps its neighbours'
-// codes, one FastScan block per 32 of them: coarser codes than IVF's keep the index smaller
-// than the rows' float vectors (README, "The vamana variant", has the measurements), and
-// coarser still while a node would not fit a page.
+// The codes' default width: 2 dimensions a subspace for the list variants (README,
+// "Tuning", has what coarser codes measured).  A vamana node keeps its neighbours' codes, one
+// FastScan block per 32 of them: coarser codes than IVF's keep the index smaller than the
+// rows' float vectors (README, "The vamana variant", has the measurements), and coarser still
+// while a node would not fit a page.
 uint32 DefaultDimsPerSubspace(const BuildOptions& out, int dims) {
-  if (out.variant == Variant::kIvf)
-    return out.rerank == Rerank::kSq8 && dims >= kWideRecordDims ? 4 : 2;
-  if (out.variant == Variant::kAnnoy) return 2;  // coarser codes cost its filtered recall
+  if (out.variant != Variant::kVamana) return 2;
   uint32 d = dims < 256 ? 4 : 8;
   while (d < uint32(dims) && !VamanaNodeFits(out.graph_degree, uint32(dims), d, out.rerank)) d *= 2;
   return d;
