@@ -11,20 +11,13 @@
 
 #include "core/calibration.h"
 #include "core/distance.h"
+#include "test_data.h"
 
 namespace scann {
 namespace {
 
 std::vector<float> Glove(size_t first, size_t count) {
-  const char* root = std::getenv("PG_SCANN_DATA");
-  std::ifstream in(std::string(root && *root ? root : "/var/tmp/pg_scann-data") +
-                       "/glove-100/base.f32",
-                   std::ios::binary);
-  std::vector<float> rows(count * 100);
-  in.seekg(std::streamoff(first * 100 * sizeof(float)));
-  in.read(reinterpret_cast<char*>(rows.data()), std::streamsize(rows.size() * sizeof(float)));
-  if (!in) rows.clear();
-  return rows;
+  return test::ReadRows(test::DataPath("glove-100", "base.f32"), 100, first, count);
 }
 
 // The k nearest ids of row q among all rows but itself, by brute force.
@@ -79,10 +72,12 @@ TEST(NeighborTruth, EqualsBruteForceOnGlove) {
       agree += int(std::count_if(want.begin(), want.end(), [&](uint64_t w) {
         return std::find(got_ids.begin(), got_ids.end(), w) != got_ids.end();
       }));
-      EXPECT_DOUBLE_EQ(truth.Recall(q, want.data(), want.size()),
-                       double(std::count_if(got_ids.begin(), got_ids.end(), [&](uint64_t g) {
-                         return std::find(want.begin(), want.end(), g) != want.end();
-                       })) / 10.0);
+      EXPECT_DOUBLE_EQ(
+          truth.Recall(q, want.data(), want.size()),
+          double(std::count_if(
+              got_ids.begin(), got_ids.end(),
+              [&](uint64_t g) { return std::find(want.begin(), want.end(), g) != want.end(); })) /
+              10.0);
     }
     // Float rounding of the blocked kernel may swap a near-tie at the 10th place.
     EXPECT_GE(agree, nq * 10 - 3) << (ip ? "ip" : "l2");
@@ -100,14 +95,16 @@ TEST(NeighborTruth, MergedHalvesEqualTheWhole) {
   std::vector<float> queries(rows.begin() + 5 * 100, rows.begin() + 6 * 100);
   queries.insert(queries.end(), rows.begin() + 2500 * 100, rows.begin() + 2501 * 100);
   NeighborTruth whole(queries.data(), qid, 2, 100, false, 10);
-  NeighborTruth a(queries.data(), qid, 2, 100, false, 10), b(queries.data(), qid, 2, 100, false, 10);
+  NeighborTruth a(queries.data(), qid, 2, 100, false, 10),
+      b(queries.data(), qid, 2, 100, false, 10);
   whole.Add(rows.data(), ids.data(), n);
   a.Add(rows.data(), ids.data(), 1400);
   b.Add(rows.data() + 1400 * 100, ids.data() + 1400, n - 1400);
   for (int q = 0; q < 2; q++) {
     a.Merge(q, b.Nearest(q).data(), int(b.Nearest(q).size()));
     ASSERT_EQ(a.Nearest(q).size(), whole.Nearest(q).size());
-    for (size_t i = 0; i < a.Nearest(q).size(); i++) EXPECT_EQ(a.Nearest(q)[i].id, whole.Nearest(q)[i].id);
+    for (size_t i = 0; i < a.Nearest(q).size(); i++)
+      EXPECT_EQ(a.Nearest(q)[i].id, whole.Nearest(q)[i].id);
   }
   EXPECT_EQ(whole.Recall(0, nullptr, 0), 0.0);
 }

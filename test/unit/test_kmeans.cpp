@@ -19,19 +19,12 @@
 #include "core/isa.h"
 #include "core/kmeans.h"
 #include "test_rng.h"
+#include "isa_guard.h"
 
 namespace scann {
 namespace {
 
-// Restores the active instruction set when a test that changes it ends.
-class IsaGuard {
- public:
-  IsaGuard() : saved_(ActiveIsa()) {}
-  ~IsaGuard() { SetActiveIsa(saved_); }
-
- private:
-  Isa saved_;
-};
+using test::IsaGuard;
 
 // n rows around `clusters` well-separated centres (uniform noise of half-width 0.5).
 std::vector<float> Blobs(size_t n, int dim, int clusters, uint64_t seed) {

@@ -16,6 +16,7 @@
 #include "core/kmeans.h"
 #include "core/lut.h"
 #include "core/pq.h"
+#include "test_data.h"
 
 namespace scann {
 namespace {
@@ -235,21 +236,6 @@ TEST(QueryLuts, ExtremeQueriesGiveOrderedFiniteKeys) {
   }
 }
 
-// Rows [first, first + count) of a data set's file as cached by bench/datasets.py; the test
-// fails, not skips, when they are missing.
-std::vector<float> ReadRows(const std::string& set, const std::string& file, int dim, size_t first,
-                            size_t count) {
-  const char* root = std::getenv("PG_SCANN_DATA");
-  const std::string path =
-      std::string(root && *root ? root : "/var/tmp/pg_scann-data") + "/" + set + "/" + file;
-  std::ifstream in(path, std::ios::binary);
-  std::vector<float> rows(count * dim);
-  in.seekg(std::streamoff(first * dim * sizeof(float)));
-  in.read(reinterpret_cast<char*>(rows.data()), std::streamsize(rows.size() * sizeof(float)));
-  if (!in) rows.clear();
-  return rows;
-}
-
 // On real data (GloVe-100 cosine as inner product, Fashion-MNIST l2), with lists and codebooks
 // trained as a build trains them, no query's tables need double precision or clipping: the
 // outlier handling never changes an ordinary index's ranking.
@@ -262,8 +248,8 @@ TEST(QueryLuts, RealDataNeverClips) {
   for (const Set& set : {Set{"glove-100", 100, LutMetric::kInnerProduct},
                          Set{"fashion-mnist", 784, LutMetric::kL2}}) {
     const size_t n = 5000, lists = 70;
-    auto base = ReadRows(set.name, "base.f32", set.dim, 0, n);
-    const auto queries = ReadRows(set.name, "queries.f32", set.dim, 0, 30);
+    auto base = test::ReadRows(test::DataPath(set.name, "base.f32"), set.dim, 0, n);
+    const auto queries = test::ReadRows(test::DataPath(set.name, "queries.f32"), set.dim, 0, 30);
     ASSERT_FALSE(base.empty() || queries.empty())
         << set.name << " is not prepared: run bench/datasets.py prepare " << set.name;
     std::vector<float> centroids(lists * set.dim);

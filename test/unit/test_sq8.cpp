@@ -16,33 +16,13 @@
 #include "core/distance.h"
 #include "core/isa.h"
 #include "core/sq8.h"
+#include "test_data.h"
+#include "isa_guard.h"
 
 namespace scann {
 namespace {
 
-class IsaGuard {
- public:
-  IsaGuard() : saved_(ActiveIsa()) {}
-  ~IsaGuard() { SetActiveIsa(saved_); }
-
- private:
-  Isa saved_;
-};
-
-// Rows [first, first + count) of a data set's file as cached by bench/datasets.py (empty when
-// missing; the tests then fail).
-std::vector<float> ReadRows(const std::string& set, const std::string& file, int dim, size_t first,
-                            size_t count) {
-  const char* root = std::getenv("PG_SCANN_DATA");
-  const std::string path =
-      std::string(root && *root ? root : "/var/tmp/pg_scann-data") + "/" + set + "/" + file;
-  std::ifstream in(path, std::ios::binary);
-  std::vector<float> rows(count * dim);
-  in.seekg(std::streamoff(first * dim * sizeof(float)));
-  in.read(reinterpret_cast<char*>(rows.data()), std::streamsize(rows.size() * sizeof(float)));
-  if (!in) rows.clear();
-  return rows;
-}
+using test::IsaGuard;
 
 void NormalizeRows(std::vector<float>* rows, int dim) {
   for (size_t i = 0; i < rows->size() / dim; i++) {
@@ -68,8 +48,8 @@ double OperatorCosine(const float* a, const float* b, int dim) {
 
 TEST(ScalarQuantizer, IntegerDataIsStoredExactly) {
   const int dim = 784;
-  const auto train = ReadRows("fashion-mnist", "base.f32", dim, 0, 5000);
-  const auto rows = ReadRows("fashion-mnist", "base.f32", dim, 5000, 500);
+  const auto train = test::ReadRows(test::DataPath("fashion-mnist", "base.f32"), dim, 0, 5000);
+  const auto rows = test::ReadRows(test::DataPath("fashion-mnist", "base.f32"), dim, 5000, 500);
   ASSERT_FALSE(train.empty() || rows.empty()) << "run bench/datasets.py prepare fashion-mnist";
   ScalarQuantizer sq;
   sq.Train(train.data(), 5000, dim);
@@ -207,10 +187,10 @@ Checked CheckBounds(const std::vector<float>& rows, const std::vector<float>& qu
 
 TEST(ScalarQuantizer, LowerBoundsOnRealData) {
   IsaGuard guard;
-  const auto glove = ReadRows("glove-100", "base.f32", 100, 0, 3000);
-  const auto glove_q = ReadRows("glove-100", "queries.f32", 100, 0, 40);
-  const auto fashion = ReadRows("fashion-mnist", "base.f32", 784, 0, 2000);
-  const auto fashion_q = ReadRows("fashion-mnist", "queries.f32", 784, 0, 20);
+  const auto glove = test::ReadRows(test::DataPath("glove-100", "base.f32"), 100, 0, 3000);
+  const auto glove_q = test::ReadRows(test::DataPath("glove-100", "queries.f32"), 100, 0, 40);
+  const auto fashion = test::ReadRows(test::DataPath("fashion-mnist", "base.f32"), 784, 0, 2000);
+  const auto fashion_q = test::ReadRows(test::DataPath("fashion-mnist", "queries.f32"), 784, 0, 20);
   ASSERT_FALSE(glove.empty() || glove_q.empty() || fashion.empty() || fashion_q.empty())
       << "run bench/datasets.py prepare glove-100 fashion-mnist";
   auto glove_unit = glove, glove_q_unit = glove_q;

@@ -22,6 +22,7 @@
 #include "core/distance.h"
 #include "core/kmeans.h"
 #include "core/vamana.h"
+#include "test_data.h"
 #include "test_rng.h"
 
 namespace scann {
@@ -367,23 +368,6 @@ TEST(VamanaBuild, InterruptUnwinds) {
 // ---------------------------------------------------------------------------------------
 // Real data, as cached by bench/datasets.py; the tests skip (with the reason) without it.
 
-std::string DataPath(const std::string& set, const std::string& file) {
-  const char* root = std::getenv("PG_SCANN_DATA");
-  return std::string(root && *root ? root : "/var/tmp/pg_scann-data") + "/" + set + "/" + file;
-}
-
-// Rows [0, max_rows) of a float32 file of rows of `dims`; empty when the file is missing.
-std::vector<float> ReadRows(const std::string& path, int dims, size_t max_rows) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) return {};
-  const size_t rows = std::min<size_t>(static_cast<size_t>(in.tellg()) / (dims * 4), max_rows);
-  std::vector<float> data(rows * dims);
-  in.seekg(0);
-  in.read(reinterpret_cast<char*>(data.data()), static_cast<std::streamsize>(data.size() * 4));
-  if (!in) return {};
-  return data;
-}
-
 void Normalize(std::vector<float>* data, int dims) {
   for (size_t i = 0; i < data->size(); i += dims) {
     float* x = data->data() + i;
@@ -413,8 +397,8 @@ DataSet Load(const std::string& name, size_t rows, size_t queries, bool normaliz
   ds.metric = metric;
   ds.truth = metric;
   ds.dims = name == "glove-100" ? 100 : name == "fashion-mnist" ? 784 : 384;
-  ds.base = ReadRows(DataPath(name, "base.f32"), ds.dims, rows);
-  ds.queries = ReadRows(DataPath(name, "queries.f32"), ds.dims, queries);
+  ds.base = test::ReadRows(test::DataPath(name, "base.f32"), ds.dims, 0, rows);
+  ds.queries = test::ReadRows(test::DataPath(name, "queries.f32"), ds.dims, 0, queries);
   if (ds.rows() < std::min<size_t>(rows, 778) || ds.nq() == 0) return DataSet{};
   if (normalize) {
     Normalize(&ds.base, ds.dims);
@@ -423,10 +407,10 @@ DataSet Load(const std::string& name, size_t rows, size_t queries, bool normaliz
   return ds;
 }
 
-#define LOAD_OR_SKIP(ds, ...)                                   \
-  DataSet ds = Load(__VA_ARGS__);                               \
-  if (ds.base.empty())                                          \
-  GTEST_SKIP() << "data set missing under " << DataPath("", "") \
+#define LOAD_OR_SKIP(ds, ...)                                         \
+  DataSet ds = Load(__VA_ARGS__);                                     \
+  if (ds.base.empty())                                                \
+  GTEST_SKIP() << "data set missing under " << test::DataPath("", "") \
                << ": run `bench/datasets.py prepare minilm fashion-mnist glove-100`"
 
 // The k-th smallest exact distance from each query to the first `rows` base rows (or to
